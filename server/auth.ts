@@ -1,0 +1,106 @@
+// Who is asking, and may they. Sessions (cookie) for browsers, bearer tokens for everything else,
+// an exact Origin allowlist, CSRF defences on cookie-authenticated writes, and no tokens in URLs.
+// Embedders replace `authenticate` with their own hook and keep every other check.
+import type { Accounts, UserRef } from './accounts.ts';
+import { fail } from './errors.ts';
+
+export const SESSION_COOKIE = 'ferry_session';
+export const SOCKET_PROTOCOL = 'ferry.v1';
+const TOKEN_PROTOCOL_PREFIX = 'ferry.auth.';
+const URL_TOKEN_PARAMS = ['token', 'access_token', 'auth', 'authorization', 'session'];
+
+export interface Principal {
+  user: UserRef;
+  /** How the request proved it: cookie-authenticated writes need the CSRF checks. */
+  via: 'cookie' | 'token' | 'custom';
+}
+
+/** The embedder's hook: return the user behind a request, or null. */
+export type Authenticate = (request: Request) => Promise<Principal | null>;
+
+export function builtInAuthenticate(accounts: Accounts, now: () => number): Authenticate {
+  return async (request) => {
+    const token = bearerOf(request);
+    if (token) {
+      const user = await accounts.userByToken(token, now());
+      return user ? { user, via: 'token' } : null;
+    }
+    const session = cookieOf(request, SESSION_COOKIE);
+    if (session) {
+      const user = await accounts.userBySession(session, now());
+      return user ? { user, via: 'cookie' } : null;
+    }
+    return null;
+  };
+}
+
+/** Bearer token from the Authorization header, or from the socket's `ferry.auth.<token>` subprotocol. */
+export function bearerOf(request: Request): string | null {
+  const header = request.headers.get('authorization');
+  if (header?.startsWith('Bearer ')) return header.slice(7).trim() || null;
+  const offered = request.headers.get('sec-websocket-protocol');
+  for (const p of offered?.split(',') ?? []) {
+    const name = p.trim();
+    if (name.startsWith(TOKEN_PROTOCOL_PREFIX)) return name.slice(TOKEN_PROTOCOL_PREFIX.length) || null;
+  }
+  return null;
+}
+
+export function cookieOf(request: Request, name: string): string | null {
+  for (const part of request.headers.get('cookie')?.split(';') ?? []) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === name) return decodeURIComponent(v.join('='));
+  }
+  return null;
+}
+
+/** Refuses tokens in the query string outright: URLs end up in logs, histories and Referer headers. */
+export function refuseUrlTokens(url: URL): void {
+  for (const param of URL_TOKEN_PARAMS) {
+    if (url.searchParams.has(param)) {
+      throw fail('invalid', `Credentials are never accepted in a URL (found "${param}"); use a header.`);
+    }
+  }
+}
+
+/**
+ * Origin policy: an Origin header, when present, must be in the allowlist or be this server's own
+ * origin. Browsers always send Origin on WebSocket handshakes and cross-site POSTs.
+ */
+export function originAllowed(request: Request, allowlist: readonly string[]): boolean {
+  const origin = request.headers.get('origin');
+  if (origin === null) return true;
+  if (allowlist.includes(origin)) return true;
+  const host = request.headers.get('host');
+  if (!host) return false;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
+/** CSRF defences for a cookie-authenticated write (PROTOCOL.md §5). */
+export function checkCookieWrite(request: Request, allowlist: readonly string[]): void {
+  if (request.headers.get('x-ferry') !== '1') {
+    throw fail('forbidden', 'Cookie-authenticated writes need the header "X-Ferry: 1".');
+  }
+  if (request.headers.get('sec-fetch-site') === 'cross-site') {
+    throw fail('forbidden', 'Cross-site requests may not write.');
+  }
+  if (!originAllowed(request, allowlist)) {
+    throw fail('forbidden', `Origin ${request.headers.get('origin')} is not allowed.`);
+  }
+}
+
+export function sessionCookie(secret: string, maxAgeMs: number, secure: boolean): string {
+  const parts = [`${SESSION_COOKIE}=${secret}`, 'Path=/', 'HttpOnly', 'SameSite=Strict', `Max-Age=${Math.floor(maxAgeMs / 1000)}`];
+  if (secure) parts.push('Secure');
+  return parts.join('; ');
+}
+
+export const clearedSessionCookie = () => `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`;
+
+export function isSecure(request: Request): boolean {
+  return new URL(request.url).protocol === 'https:' || request.headers.get('x-forwarded-proto') === 'https';
+}
