@@ -28,7 +28,9 @@ export interface AppDeps {
   /** Serves the PWA and other static files for GET requests no route matched. */
   assets?: (path: string) => Promise<Response | null>;
   now?: () => number;
+  /** Socket backpressure: pause above this many buffered bytes, close after `maxPausedMs` paused. */
   pauseBytes?: number;
+  maxPausedMs?: number;
 }
 
 export interface Ferry {
@@ -53,7 +55,11 @@ export async function createFerry(deps: AppDeps): Promise<Ferry> {
   const now = deps.now ?? Date.now;
   const store = createSyncStore(deps.db, collectionCheck(deps.collections));
   const metrics = createMetrics();
-  const hub = createHub({ store, metrics, now, ...(deps.pauseBytes ? { pauseBytes: deps.pauseBytes } : {}) });
+  const hub = createHub({
+    store, metrics, now,
+    ...(deps.pauseBytes ? { pauseBytes: deps.pauseBytes } : {}),
+    ...(deps.maxPausedMs ? { maxPausedMs: deps.maxPausedMs } : {}),
+  });
   const accounts = createAccounts(deps.db);
   const lamport = { value: (await store.heads()).lamport };
   const origins = deps.origins ?? [];

@@ -57,12 +57,16 @@ export function createHub(options: HubOptions) {
   const send = (conn: Connection, message: Down): boolean => {
     if (conn.closed) return false;
     conn.socket.send(JSON.stringify(message));
-    if (conn.socket.bufferedAmount() > pauseBytes) {
-      conn.pausedSince ??= now();
-      if (now() - conn.pausedSince > maxPausedMs) close(conn, CLOSE.slowConsumer, 'slow consumer');
-      return false;
+    if (conn.socket.bufferedAmount() <= pauseBytes) return true;
+    if (conn.pausedSince === null) {
+      conn.pausedSince = now();
+      // Paused sockets get nothing more, so only a timer can notice one that never drains.
+      const since = conn.pausedSince;
+      setTimeout(() => {
+        if (conn.pausedSince === since) close(conn, CLOSE.slowConsumer, 'slow consumer');
+      }, maxPausedMs).unref?.();
     }
-    return true;
+    return false;
   };
 
   const close = (conn: Connection, code: number, reason: string) => {
