@@ -31,6 +31,7 @@ import { createClient, type Client } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate as runMigrations } from 'drizzle-orm/libsql/migrator';
 import * as schema from '../schema/tables.ts';
+import { migrationsFolder } from './assets.ts';
 
 export type Schema = typeof schema;
 export type FerryDb = LibSQLDatabase<Schema>;
@@ -125,7 +126,9 @@ async function prepareFile(client: Client, syncMode: SyncMode): Promise<void> {
  * deferred transaction, foreign keys off during it and back on after). Running it again is a no-op.
  * Several instances sharing one remote database must not migrate concurrently: run it from one place.
  */
-export async function migrate(db: FerryDb, folder: string = DEFAULT_MIGRATIONS_FOLDER): Promise<void> {
+export async function migrate(db: FerryDb, folder?: string): Promise<void> {
+  // From source this is schema/migrations; inside the compiled binary, the embedded copy.
+  folder ??= await migrationsFolder();
   if (!isAbsolute(folder)) {
     throw new Error(`migrations folder must be an absolute path, got '${folder}'`);
   }
