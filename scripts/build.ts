@@ -16,6 +16,7 @@ import { cpSync, existsSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { BunPlugin } from 'bun';
 import { ASSET_MOUNTS, isHiddenName } from '../server/assets.ts';
+import { buildWeb } from './build-web.ts';
 
 const ROOT = path.resolve(import.meta.dir, '..');
 const ENTRY = 'server/cli.ts';
@@ -110,6 +111,7 @@ function stageAssets(): string[] {
 }
 
 const started = performance.now();
+await buildWeb(); // the PWA bundles go into client/dist before it is staged
 const assets = stageAssets();
 const result = await Bun.build({
   entrypoints: [path.join(ROOT, ENTRY)],
