@@ -1,0 +1,264 @@
+import 'fake-indexeddb/auto';
+import { describe, expect, test } from 'bun:test';
+import { IDBFactory } from 'fake-indexeddb';
+import { entryOf } from '../core/outbox.ts';
+import type { Fields, OpResult } from '../core/types.ts';
+import type { EntityWire } from '../schema/wire.ts';
+import { InvalidDraftError, type Draft } from './records.ts';
+import { createStore, DB_VERSION } from './store.ts';
+
+const T0 = 1_700_000_000_000;
+const put = (key: string, value: Fields, space = 's1'): Draft => ({ space, collection: 'items', key, kind: 'put', value });
+const patch = (key: string, value: Fields): Draft => ({ space: 's1', collection: 'items', key, kind: 'patch', value });
+const applied = (seq: number, device: string): OpResult => ({ seq, id: `${device}:${seq}`, result: 'applied' });
+
+function open(factory = new IDBFactory(), name = 'ferry-test') {
+  return createStore({ indexedDB: factory, name });
+}
+
+/** A server entity as a `changes` message carries it. */
+function wire(key: string, fields: Fields, lamport: number, serverSeq: number, device = 'other'): EntityWire {
+  const stamp: readonly [number, string] = [lamport, device];
+  return {
+    collection: 'items', key, fields,
+    stamps: Object.fromEntries(Object.keys(fields).map((name) => [name, stamp])),
+    base: stamp, live: stamp, deleted: false, serverSeq,
+  };
+}
+
+describe('opening', () => {
+  test('version 1 creates every store and index, and mints a device id once per database', async () => {
+    const factory = new IDBFactory();
+    const store = await open(factory);
+    const id = await store.getDeviceId();
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    store.close();
+
+    const raw = await new Promise<IDBDatabase>((resolve, reject) => {
+      const request = factory.open('ferry-test');
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    expect(raw.version).toBe(DB_VERSION);
+    expect([...raw.objectStoreNames].sort()).toEqual(['dead', 'entities', 'meta', 'outbox']);
+    const tx = raw.transaction(['outbox', 'entities'], 'readonly');
+    expect([...tx.objectStore('outbox').indexNames]).toEqual(['by_entity']);
+    expect([...tx.objectStore('entities').indexNames]).toEqual(['by_collection']);
+    raw.close();
+
+    const reopened = await open(factory);
+    expect(await reopened.getDeviceId()).toBe(id);
+    const other = await open(new IDBFactory());
+    expect(await other.getDeviceId()).not.toBe(id);
+  });
+});
+
+describe('enqueue', () => {
+  test('stamps ops with gapless seqs and ticking lamports, and applies them to the replica', async () => {
+    const store = await open();
+    const device = await store.getDeviceId();
+    const ops = await store.enqueue([put('milk', { title: 'Milk' }), patch('milk', { done: true })], T0);
+    expect(ops.map((op) => [op.id, op.seq, op.lamport, op.at])).toEqual([[`${device}:1`, 1, 1, T0], [`${device}:2`, 2, 2, T0]]);
+    const [del] = await store.enqueue([{ space: 's1', collection: 'items', key: 'eggs', kind: 'delete' }], T0);
+    expect(del).not.toHaveProperty('value');
+    expect(del!.seq).toBe(3);
+
+    expect(await store.get('s1', 'items', 'milk')).toEqual({ space: 's1', collection: 'items', key: 'milk', fields: { title: 'Milk', done: true }, pending: 2 });
+    expect(await store.get('s1', 'items', 'eggs')).toBeNull(); // a tombstone is not visible
+    expect(await store.getLamport()).toBe(3);
+    const stats = await store.outboxStats();
+    expect(stats).toMatchObject({ count: 3, oldestAt: T0, span: { first: 1, last: 3 }, dead: 0 });
+    expect(stats.bytes).toBe(ops.concat(del!).reduce((sum, op) => sum + entryOf(op).bytes, 0));
+  });
+
+  test('refuses a draft the server would reject, before writing anything', async () => {
+    const store = await open();
+    const bad = put('big', { body: 'x'.repeat(70_000) });
+    const error = await store.enqueue([put('ok', { a: 1 }), bad], T0).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidDraftError);
+    expect(error).toMatchObject({ index: 1, code: 'too_large' });
+    expect((error as Error).message).toContain('s1/items/big');
+    await expect(store.enqueue([{ ...put('k', {}), collection: 'Bad Name' }], T0)).rejects.toThrow(/Collection name/);
+    await expect(store.enqueue([{ space: 's1', collection: 'items', key: 'k', kind: 'patch' }], T0)).rejects.toThrow(/needs a value/);
+    const fromJavaScript = { space: 's1', collection: 'items', key: 7, kind: 'upsert', value: {} } as unknown as Draft;
+    await expect(store.enqueue([fromJavaScript], T0)).rejects.toBeInstanceOf(InvalidDraftError);
+
+    expect((await store.outboxStats()).count).toBe(0);
+    expect(await store.get('s1', 'items', 'ok')).toBeNull();
+    const [op] = await store.enqueue([put('ok', { a: 1 })], T0);
+    expect(op!.seq).toBe(1); // no seq was consumed by the refused writes
+  });
+
+  test('two tabs writing at once get unique, gapless seqs and increasing lamports', async () => {
+    const factory = new IDBFactory();
+    const tabA = await open(factory);
+    const tabB = await open(factory);
+    const writes = [];
+    for (let i = 0; i < 40; i++) {
+      writes.push(tabA.enqueue([put(`a${i}`, { i })], T0), tabB.enqueue([put(`b${i}`, { i }), put(`b${i}x`, { i })], T0));
+    }
+    const ops = (await Promise.all(writes)).flat().sort((x, y) => x.seq - y.seq);
+    expect(ops.map((op) => op.seq)).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
+    expect(new Set(ops.map((op) => op.id)).size).toBe(120);
+    for (let i = 1; i < ops.length; i++) expect(ops[i]!.lamport).toBeGreaterThan(ops[i - 1]!.lamport);
+    const rows = await tabA.readOutbox(0, 1000);
+    expect(rows.map((row) => row.op.seq)).toEqual(ops.map((op) => op.seq));
+  });
+});
+
+describe('reading the outbox', () => {
+  test('reads one page from a seq, in seq order', async () => {
+    const store = await open();
+    await store.enqueue(Array.from({ length: 25 }, (_, i) => put(`k${i}`, { i })), T0);
+    expect((await store.readOutbox(0, 10)).map((e) => e.op.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect((await store.readOutbox(21, 10)).map((e) => e.op.seq)).toEqual([21, 22, 23, 24, 25]);
+    expect(await store.readOutbox(26, 10)).toEqual([]);
+  });
+});
+
+describe('applyAck', () => {
+  test('removes answered ops, dead-letters rejections, advances the clock; a second copy changes nothing', async () => {
+    const store = await open();
+    const device = await store.getDeviceId();
+    const ops = await store.enqueue([put('a', { n: 1 }), put('b', { n: 2 }), patch('a', { n: 3 }), put('c', { n: 4 })], T0);
+    const ack = {
+      through: 3, lamport: 50,
+      results: [applied(1, device), { seq: 2, id: `${device}:2`, result: 'rejected' as const, code: 'invalid', message: 'n must be odd' }, applied(3, device)],
+    };
+    expect(await store.applyAck(ack, T0 + 5)).toEqual({ removed: 3, dead: 1 });
+    expect((await store.readOutbox(0, 10)).map((e) => e.op.seq)).toEqual([4]);
+    expect(await store.listDead()).toEqual([{ seq: 2, op: ops[1]!, code: 'invalid', message: 'n must be odd', at: T0 + 5 }]);
+    expect(await store.getLamport()).toBe(50);
+    // The acked ops stay visible; the rejected put's optimistic entity is gone.
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { n: 3 }, pending: 0 });
+    expect(await store.get('s1', 'items', 'b')).toBeNull();
+    const bytes = (await store.outboxStats()).bytes;
+    expect(bytes).toBe(entryOf(ops[3]!).bytes);
+
+    expect(await store.applyAck(ack, T0 + 9)).toEqual({ removed: 0, dead: 0 });
+    expect((await store.outboxStats()).bytes).toBe(bytes);
+    expect(await store.listDead()).toHaveLength(1);
+  });
+
+  test('an op below `through` without a result stays (its own ack was lost; it goes out again)', async () => {
+    const store = await open();
+    const device = await store.getDeviceId();
+    await store.enqueue([put('a', { n: 1 }), put('b', { n: 2 })], T0);
+    await store.applyAck({ through: 2, lamport: 2, results: [applied(2, device)] }, T0);
+    expect((await store.readOutbox(0, 10)).map((e) => e.op.seq)).toEqual([1]);
+    expect((await store.outboxStats()).span).toEqual({ first: 1, last: 1 });
+  });
+
+  test('a rejected patch leaves the view as the other pending ops make it', async () => {
+    const store = await open();
+    const device = await store.getDeviceId();
+    await store.enqueue([put('a', { n: 1 }), patch('a', { n: 2, bad: true }), patch('a', { m: 3 })], T0);
+    await store.applyAck({
+      through: 2, lamport: 2,
+      results: [applied(1, device), { seq: 2, id: `${device}:2`, result: 'rejected', code: 'invalid', message: 'no' }],
+    }, T0);
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { n: 1, m: 3 }, pending: 1 });
+  });
+});
+
+describe('restamp', () => {
+  test('raises unsent ops above the floor, the clock with them, and rebuilds the views', async () => {
+    const store = await open();
+    await store.enqueue([put('a', { n: 1 }), patch('a', { n: 2 })], T0);
+    const before = await store.outboxStats();
+    expect(await store.restamp(100)).toEqual({ restamped: 2, lamport: 102 });
+    const ops = (await store.readOutbox(0, 10)).map((e) => e.op);
+    expect(ops.map((op) => op.lamport)).toEqual([101, 102]);
+    expect((await store.outboxStats()).bytes).toBe(before.bytes + 4); // "1" → "101", "2" → "102"
+    // A server change stamped between the old and new lamports now loses to the pending patch.
+    await store.applyChanges('s1', [wire('a', { n: 9 }, 50, 1)], 1);
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { n: 2 } });
+    const [next] = await store.enqueue([patch('a', { n: 3 })], T0);
+    expect(next!.lamport).toBe(103);
+  });
+});
+
+describe('applyChanges', () => {
+  test('keeps pending ops on top of the server state, and the cursor never goes back', async () => {
+    const store = await open();
+    await store.enqueue([patch('a', { title: 'mine' })], T0); // lamport 1
+    const result = await store.applyChanges('s1', [wire('a', { title: 'theirs', size: 2 }, 0, 10), wire('z', { n: 1 }, 5, 11)], 11, 40);
+    expect(result.changed).toEqual([{ collection: 'items', key: 'a' }, { collection: 'items', key: 'z' }]);
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { title: 'mine', size: 2 }, pending: 1 });
+    expect(await store.getLamport()).toBe(40);
+
+    await store.applyChanges('s1', [], 7);
+    expect(await store.getCursors()).toEqual({ s1: 11 });
+    await store.applyChanges('s2', [], 3);
+    expect(await store.getCursors()).toEqual({ s1: 11, s2: 3 });
+    expect((await store.applyChanges('s1', [wire('z', { n: 1 }, 5, 11)], 11)).changed).toEqual([]);
+    expect((await store.all('s1', 'items')).map((e) => e.key)).toEqual(['a', 'z']);
+  });
+
+  test('an acked op stays visible until the server change that carries it arrives', async () => {
+    const store = await open();
+    const device = await store.getDeviceId();
+    await store.enqueue([patch('a', { title: 'mine' })], T0);
+    await store.applyAck({ through: 1, lamport: 1, results: [applied(1, device)] }, T0);
+    // A change committed before ours arrives afterwards: our title must not flicker away.
+    await store.applyChanges('s1', [wire('a', { title: 'old', size: 1 }, 0, 5)], 5);
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { title: 'mine', size: 1 }, pending: 0 });
+  });
+
+  test('a newer server delete hides the entity; an older one does not', async () => {
+    const store = await open();
+    await store.enqueue([put('a', { n: 1 })], T0); // lamport 1
+    const tombstone = (lamport: number, seq: number): EntityWire =>
+      ({ collection: 'items', key: 'a', fields: {}, stamps: {}, base: [lamport, 'x'], live: [lamport, 'x'], deleted: true, serverSeq: seq });
+    await store.applyChanges('s1', [tombstone(0, 1)], 1);
+    expect(await store.get('s1', 'items', 'a')).not.toBeNull();
+    await store.applyChanges('s1', [tombstone(9, 2)], 2);
+    expect(await store.get('s1', 'items', 'a')).toBeNull();
+  });
+});
+
+describe('resetSpace', () => {
+  test("drops the space's server state and cursor, keeping pending ops on top", async () => {
+    const store = await open();
+    await store.applyChanges('s1', [wire('a', { n: 1, x: 1 }, 1, 1), wire('b', { n: 2 }, 1, 2)], 2);
+    await store.applyChanges('s2', [wire('c', { n: 3 }, 1, 1)], 1);
+    await store.enqueue([patch('a', { n: 5 })], T0);
+    await store.resetSpace('s1');
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { n: 5 }, pending: 1 });
+    expect(await store.get('s1', 'items', 'b')).toBeNull();
+    expect(await store.get('s2', 'items', 'c')).toMatchObject({ fields: { n: 3 } });
+    expect(await store.getCursors()).toEqual({ s2: 1 });
+  });
+});
+
+describe('dead letters', () => {
+  async function withDeadLetter() {
+    const store = await open();
+    const device = await store.getDeviceId();
+    await store.enqueue([put('a', { n: 1 }), put('b', { n: 2 })], T0);
+    await store.applyAck({
+      through: 2, lamport: 2,
+      results: [{ seq: 1, id: `${device}:1`, result: 'rejected', code: 'invalid', message: 'no' }, applied(2, device)],
+    }, T0);
+    return store;
+  }
+
+  test('retry re-enqueues the content as a new op and drops the letter', async () => {
+    const store = await withDeadLetter();
+    const op = await store.retryDead(1, T0 + 1);
+    expect(op).toMatchObject({ seq: 3, lamport: 3, key: 'a', kind: 'put', value: { n: 1 }, at: T0 + 1 });
+    expect(await store.listDead()).toEqual([]);
+    expect((await store.readOutbox(0, 10)).map((e) => e.op.seq)).toEqual([3]);
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { n: 1 }, pending: 1 });
+    expect(await store.retryDead(1, T0)).toBeNull();
+  });
+
+  test('discard drops the letter and nothing else', async () => {
+    const store = await withDeadLetter();
+    expect(await store.discardDead(1)).toBe(true);
+    expect(await store.discardDead(1)).toBe(false);
+    expect(await store.listDead()).toEqual([]);
+    expect((await store.outboxStats()).count).toBe(0);
+    expect(await store.get('s1', 'items', 'a')).toBeNull();
+  });
+});
