@@ -83,14 +83,16 @@ export function syncSocket(ferry: Ferry) {
       if (!originAllowed(request, ferry.origins)) throw fail('forbidden', 'This Origin may not open a sync socket.');
       const offered = (request.headers.get('sec-websocket-protocol') ?? '').split(',').map((p) => p.trim());
       if (!offered.includes(SOCKET_PROTOCOL)) throw fail('invalid', `Offer the subprotocol "${SOCKET_PROTOCOL}".`);
+      // Missing or expired credentials are answered after the upgrade, with close code 4401: a browser
+      // sees only "1006" for a refused handshake and could not tell "sign in again" from "offline".
       const principal = await ferry.authenticate(request);
-      if (!principal) throw fail('auth_required', 'Sign in again: no valid session or token came with the socket.');
       set.headers['sec-websocket-protocol'] = SOCKET_PROTOCOL;
-      (context as unknown as { ferryPrincipal: Principal }).ferryPrincipal = principal;
+      (context as unknown as { ferryPrincipal: Principal | null }).ferryPrincipal = principal;
     },
     open(ws) {
       const raw = ws.raw as unknown as Raw;
-      const principal = (ws.data as unknown as { ferryPrincipal: Principal }).ferryPrincipal;
+      const principal = (ws.data as unknown as { ferryPrincipal: Principal | null }).ferryPrincipal;
+      if (!principal) return raw.close(CLOSE.authRequired, 'auth_required');
       const conn = ferry.hub.open({
         send: (text) => raw.send(text),
         bufferedAmount: () => raw.getBufferedAmount(),

@@ -57,8 +57,11 @@ describe('/v1/sync', () => {
     reader.close();
   });
 
-  test('refuses a handshake without credentials, with a token in the URL, or from a foreign Origin', async () => {
-    await expect(openSocket(server.ws, null)).rejects.toThrow();
+  test('closes a socket without credentials with 4401; refuses a token in the URL or a foreign Origin', async () => {
+    const anonymous = await openSocket(server.ws, null);
+    expect((await anonymous.closed).code).toBe(4401);
+    const expired = await openSocket(server.ws, 'fy_not-a-token');
+    expect((await expired.closed).code).toBe(4401);
     await expect(openSocket(`${server.ws}?token=${alice.token}`, null)).rejects.toThrow();
     await expect(openSocket(server.ws, alice.token, { origin: 'https://evil.example' })).rejects.toThrow();
   });
