@@ -49,7 +49,12 @@ export function bearerOf(request: Request): string | null {
 export function cookieOf(request: Request, name: string): string | null {
   for (const part of request.headers.get('cookie')?.split(';') ?? []) {
     const [k, ...v] = part.trim().split('=');
-    if (k === name) return decodeURIComponent(v.join('='));
+    if (k !== name) continue;
+    try {
+      return decodeURIComponent(v.join('='));
+    } catch {
+      return null; // bad percent-encoding: no credential (401), not a server fault (500)
+    }
   }
   return null;
 }

@@ -54,6 +54,11 @@ export function createCommitter<Extra>(
 
   const run = async (): Promise<void> => {
     while (queue.length > 0) {
+      // libSQL's file driver runs every statement synchronously on this thread, so a commit never lets
+      // the event loop deliver the pushes that arrive meanwhile: without this yield each group held ONE
+      // batch (1,000 single-op pushes/s = 1,000 commits/s, and the queue grew without bound). One turn of
+      // the loop lets every push already received join the group.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const group = takeGroup();
       const batches = group.map((w) => w.batch);
       let result: CommitResult<Extra>;

@@ -81,7 +81,7 @@ export async function createFerry(deps: AppDeps): Promise<Ferry> {
         countOutcome(metrics, outcome);
         if (outcome.ok) {
           const { ok: _, ...ack } = outcome;
-          hub.committed(batch.device, { type: 'ack', device: batch.device, ...ack }, origin.get(batch) ?? null);
+          hub.committed(batch.device, { type: 'ack', device: batch.device, ...ack }, origin.get(batch) ?? null, batch.userId);
         }
       });
       hub.fanOut(extra.entities, lamport.value);
@@ -98,7 +98,9 @@ export async function createFerry(deps: AppDeps): Promise<Ferry> {
       return principal;
     },
     async push(principal, device, ops, from) {
-      const wait = limiter.take(device, ops.length, now());
+      // Keyed by user too: pushing under another user's device id (refused as forbidden later) must not
+      // spend that device's budget and lock its owner out.
+      const wait = limiter.take(`${principal.user.id}\u0000${device}`, ops.length, now());
       if (wait > 0) {
         return { ok: false, error: { code: 'rate_limited', message: `Too many pushes; retry in ${wait} ms.`, retryAfterMs: wait } };
       }

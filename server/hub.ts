@@ -54,9 +54,10 @@ export function createHub(options: HubOptions) {
   const byDevice = new Map<string, Set<Connection>>();
   const bySpace = new Map<string, Set<Connection>>();
 
-  const send = (conn: Connection, message: Down): boolean => {
+  /** `message` may come serialized: fan-out serializes a frame once per space, not once per socket. */
+  const send = (conn: Connection, message: Down | string): boolean => {
     if (conn.closed) return false;
-    conn.socket.send(JSON.stringify(message));
+    conn.socket.send(typeof message === 'string' ? message : JSON.stringify(message));
     if (conn.socket.bufferedAmount() <= pauseBytes) return true;
     if (conn.pausedSince === null) {
       conn.pausedSince = now();
@@ -143,9 +144,13 @@ export function createHub(options: HubOptions) {
       }
     },
 
-    /** After a commit: watermarks to the device's sockets, then changes to every live subscriber. */
-    committed(device: string, ack: Down & { type: 'ack' }, skip: Connection | null) {
-      for (const conn of byDevice.get(device) ?? []) if (conn !== skip) send(conn, ack);
+    /**
+     * After a commit: watermarks to the device's sockets, then changes to every live subscriber. Only
+     * sockets of the device's owner (`user`) get the ack: a socket of another user may have said hello as
+     * that id before the owner's first push bound it, and must not learn the owner's ops or results.
+     */
+    committed(device: string, ack: Down & { type: 'ack' }, skip: Connection | null, user: string) {
+      for (const conn of byDevice.get(device) ?? []) if (conn !== skip && conn.user === user) send(conn, ack);
     },
 
     fanOut(changed: readonly EntityState[], lamport: number) {
@@ -159,6 +164,9 @@ export function createHub(options: HubOptions) {
         perSpace.set(e.space, list);
       }
       for (const [space, rows] of perSpace) {
+        // The frame of every subscriber that is up to date (the usual case), serialized once: serialized per
+        // socket, 1,000 subscribers made JSON.stringify most of the server's thread (docs/benchmarks.md).
+        let whole: string | null = null;
         for (const conn of bySpace.get(space) ?? []) {
           const sub = conn.spaces.get(space);
           if (!sub) continue;
@@ -166,10 +174,11 @@ export function createHub(options: HubOptions) {
             sub.dirty = true; // catch-up will read these rows from the database
             continue;
           }
-          const fresh = rows.filter((r) => r.serverSeq > sub.sent);
+          const fresh = rows[0]!.serverSeq > sub.sent ? rows : rows.filter((r) => r.serverSeq > sub.sent);
           if (fresh.length === 0) continue;
           sub.sent = fresh.at(-1)!.serverSeq;
-          if (!send(conn, { type: 'changes', space, entities: fresh, cursor: sub.sent, lamport })) sub.mode = 'catching-up';
+          const frame: Down = { type: 'changes', space, entities: fresh, cursor: sub.sent, lamport };
+          if (!send(conn, fresh === rows ? (whole ??= JSON.stringify(frame)) : frame)) sub.mode = 'catching-up';
         }
       }
     },

@@ -9,8 +9,10 @@ import type { Ferry } from './context.ts';
 import { errorResponse, fail } from './errors.ts';
 
 const DAY = 86_400_000;
-/** Bodies beyond one batch are refused before parsing; a little slack lets an over-limit op be recorded. */
-const MAX_BODY_BYTES = LIMITS.batchBytes + 64 * 1024;
+/** A push body is at most one batch, 1 MiB serialized (PROTOCOL.md §6, §8: over it is 413 too_large).
+ * Devices keep within it (core/outbox.ts reserves room for the envelope); an over-limit op in a body
+ * within it is still recorded as a `rejected` op. */
+const MAX_BODY_BYTES = LIMITS.batchBytes;
 
 /** Reads and validates a JSON body: 413 over the limit, 400 for JSON or schema problems. */
 async function readBody<S extends v.GenericSchema>(request: Request, schema: S, maxBytes = 64 * 1024): Promise<v.InferOutput<S>> {

@@ -18,17 +18,18 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(deps: Partial<AppDeps> = {}, dir = mkdtempSync(join(tmpdir(), 'ferry-test-'))): Promise<TestServer> {
+/** `port` 0 lets the OS pick; pass an old server's port (and dir) to restart it where pages expect it. */
+export async function startServer(deps: Partial<AppDeps> = {}, dir = mkdtempSync(join(tmpdir(), 'ferry-test-')), port = 0): Promise<TestServer> {
   const dbUrl = `file:${join(dir, 'ferry.db')}`;
   const database = await openDatabase(dbUrl);
   await migrate(database.db);
   const app = await createApp({ db: database.db, ...deps });
-  app.listen({ hostname: '127.0.0.1', port: 0 });
-  const port = app.server!.port;
+  app.listen({ hostname: '127.0.0.1', port });
+  const listening = app.server!.port;
   const ferry = app.decorator.ferry;
   return {
-    base: `http://127.0.0.1:${port}`,
-    ws: `ws://127.0.0.1:${port}/v1/sync`,
+    base: `http://127.0.0.1:${listening}`,
+    ws: `ws://127.0.0.1:${listening}/v1/sync`,
     dir, dbUrl, app, database,
     async user(name) {
       const user = await ferry.accounts.addUser(name, `${name}-password`, Date.now());
