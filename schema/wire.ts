@@ -14,7 +14,10 @@ const int = (min: number) =>
   v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(Number.MAX_SAFE_INTEGER));
 /** Op-level limits (id length, names, value size) are checked per op by core/validate.ts, so a
  * well-formed op that breaks them is rejected alone instead of refusing its whole batch. */
-const text = v.string();
+// A lone surrogate cannot be stored as UTF-8: SQLite would turn it into U+FFFD and two different ids
+// could collide. Such strings are refused with the envelope.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const text = v.pipe(v.string(), v.check((s) => !LONE_SURROGATE.test(s), 'Strings must be valid Unicode (no lone surrogates).'));
 const Seq = int(1);
 const Cursor = int(0);
 const Stamp = v.pipe(v.tuple([int(0), v.string()]), v.readonly());
