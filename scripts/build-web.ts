@@ -3,22 +3,50 @@
 //   ferry.js    the page library (client/index.ts) as an ES module, for apps without a bundler
 //   app.js      the demo PWA (client/demo/main.ts)
 // Run: `bun scripts/build-web.ts` (the start script and the binary build run it first).
-import { existsSync, mkdirSync } from 'node:fs';
+//
+// The worker is bundled last, with FERRY_SHELL defined as the list of files to cache for offline
+// starts and a hash of their bytes: any change to the app changes sw.js, so browsers install the new
+// worker, which caches the new files under a new name.
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 const ROOT = path.resolve(import.meta.dir, '..');
 const OUT = path.join(ROOT, 'client/dist');
+const PUBLIC = path.join(ROOT, 'client/public');
 
 const entries: Array<[string, string]> = [
-  ['sw/sw.ts', 'sw.js'],
   ['client/index.ts', 'ferry.js'],
   ['client/demo/main.ts', 'app.js'],
+  ['sw/sw.ts', 'sw.js'],
 ];
+
+/** Never cached as the shell: the worker itself (the browser fetches it directly) and source maps. */
+const notShell = (rel: string) => rel === 'sw.js' || rel.endsWith('.map');
+
+/** The shell's URLs (`/` for index.html) and a version hashed from their bytes. */
+export function shellManifest(): { files: string[]; version: string } {
+  const found = new Map<string, string>(); // url → file; a built file overrides a public one
+  for (const dir of [PUBLIC, OUT]) {
+    if (!existsSync(dir)) continue;
+    for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+      if (!entry.isFile() || entry.name.startsWith('.')) continue;
+      const rel = path.relative(dir, path.join(entry.parentPath, entry.name)).split(path.sep).join('/');
+      if (notShell(rel)) continue;
+      found.set(rel === 'index.html' ? '/' : `/${rel}`, path.join(dir, rel));
+    }
+  }
+  const files = [...found.keys()].sort();
+  const hasher = new Bun.CryptoHasher('sha256');
+  for (const url of files) hasher.update(url).update(readFileSync(found.get(url)!));
+  return { files, version: hasher.digest('hex').slice(0, 16) };
+}
 
 export async function buildWeb(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   for (const [entry, name] of entries) {
     if (!existsSync(path.join(ROOT, entry))) continue; // pieces land one by one; skip what is not there yet
+    const define: Record<string, string> = { 'process.env.NODE_ENV': '"production"' };
+    if (name === 'sw.js') define.FERRY_SHELL = JSON.stringify(shellManifest());
     const result = await Bun.build({
       entrypoints: [path.join(ROOT, entry)],
       target: 'browser',
@@ -27,7 +55,7 @@ export async function buildWeb(): Promise<void> {
       sourcemap: 'linked',
       naming: name,
       outdir: OUT,
-      define: { 'process.env.NODE_ENV': '"production"' },
+      define,
     });
     for (const log of result.logs) console[result.success ? 'warn' : 'error'](log);
     if (!result.success) throw new Error(`bundling ${entry} failed`);

@@ -4,7 +4,7 @@
 // keeps its state in the store, so a Service Worker killed mid-drain resumes where it was.
 //
 //   drain() ─lock─▶ load state ─onWake─▶ ┌─────────── action ───────────┐
-//                                        │ send / resend-from ─▶ push ──┼─ ack ──▶ applyAck ─ onAck ─────┐
+//                                        │ send / resend-from ─▶ fill ──┼─ ack ──▶ applyAck ─ onAck ─────┐
 //                                        │                              └─ error ─▶ onFailure ───────────┤
 //                                        │ restamp ─▶ store.restamp ─▶ send ────────────────────────────┤
 //                                        │ wait ─▶ sleep within budget ─▶ onWake ───────────────────────┤
@@ -13,115 +13,32 @@
 //                                        └──────────────────────────◀────────── next step ◀──────────────┘
 //
 // Ops leave the outbox only through store.applyAck, i.e. only on an ack: peek, send, delete on ack.
-import { type DrainAction, type DrainPhase, type DrainState, type DrainStep, initialDrain, onAck, onFailure, onResume,
-  onSignIn, onWake } from '../core/outbox-drain.ts';
-import { type BackoffPolicy, DEFAULT_BACKOFF } from '../core/backoff.ts';
+//
+// Pipelining: `fill` keeps up to `transport.window()` batches in flight (1 over HTTP, several over the
+// page's socket, whose server answers a device's pushes in the order sent). Answers are taken in that
+// order; the first failure abandons the rest (core: "after any (re)start it first forgets what it has
+// in flight"), whose acks, should they still arrive, are applied to the outbox and otherwise ignored.
+import { type DrainAction, type DrainState, type DrainStep, initialDrain, onAck, onFailure, onResume, onSignIn,
+  onWake } from '../core/outbox-drain.ts';
 import { isSyncError, SyncError, type SyncErrorData } from '../core/errors.ts';
-import { type Ack, chooseBatch, DEFAULT_BATCH_LIMITS, type OutboxEntry } from '../core/outbox.ts';
-import type { Op } from '../core/types.ts';
+import { chooseBatch, type OutboxEntry } from '../core/outbox.ts';
 import type { AckBody } from '../schema/wire.ts';
-import type { AckApplied, OutboxStats } from './records.ts';
+import type { OutboxStats } from './records.ts';
+import { conditionOf, DEFAULT_DRAIN_LIMITS, type DrainerDeps, type DrainLimits, type DrainResult } from './drain-ports.ts';
+
+export * from './drain-ports.ts';
 
 export const DRAIN_LOCK = 'ferry:drain';
 
-// ─── ports ──────────────────────────────────────────────────────────────────────────────────────
-
-export interface PushRequest {
-  device: string;
-  ops: Op[];
-}
-
-/** Sends one batch. Resolves with the server's ack; rejects with a SyncError for anything else. */
-export interface Transport {
-  push(request: PushRequest): Promise<AckBody>;
-}
-
-/** Runs `fn` while holding the named lock (navigator.locks in browsers; see ports.ts). */
-export interface DrainLock {
-  run<T>(name: string, fn: () => Promise<T>): Promise<T>;
-}
-
-/** Waits `ms`, or less if `signal` aborts; never rejects for the abort. */
-export type Sleep = (ms: number, signal: AbortSignal) => Promise<void>;
-
-/** What the drainer needs of the store (sw/store.ts implements it; tests may wrap it). */
-export interface DrainStore {
-  getDeviceId(): Promise<string>;
-  readOutbox(fromSeq: number, limit: number): Promise<OutboxEntry[]>;
-  outboxStats(): Promise<OutboxStats>;
-  applyAck(ack: Ack, now: number): Promise<AckApplied>;
-  restamp(floor: number): Promise<unknown>;
-  loadDrainState(): Promise<DrainState | undefined>;
-  saveDrainState(state: DrainState): Promise<void>;
-}
-
-export interface DrainLimits {
-  /** Ops per batch at most (the server's limit is 500). */
-  maxOps: number;
-  /** Bytes of the batch's ops at most (core leaves room for the envelope). */
-  maxBytes: number;
-  /** Outbox rows read at once: the most this drainer ever holds in memory. */
-  pageSize: number;
-  /**
-   * How long one drain may sleep in backoff before it gives up and rejects. A Service Worker's event
-   * is given a few minutes at most, and the browser's own Background Sync retry (or the entry's
-   * timer) takes over from there; the machine's state keeps the streak across drains.
-   */
-  waitBudgetMs: number;
-  policy: BackoffPolicy;
-}
-
-export const DEFAULT_DRAIN_LIMITS: DrainLimits = {
-  ...DEFAULT_BATCH_LIMITS,
-  pageSize: 200,
-  waitBudgetMs: 30_000,
-  policy: DEFAULT_BACKOFF,
-};
-
-export interface DrainerDeps {
-  store: DrainStore;
-  transport: Transport;
-  lock: DrainLock;
-  now: () => number;
-  random: () => number;
-  sleep: Sleep;
-  onStatus?: (status: SyncStatus) => void;
-  limits?: Partial<DrainLimits>;
-}
-
-// ─── status ─────────────────────────────────────────────────────────────────────────────────────
-
-/** What the page shows. `condition` is the one word; the rest says why, since when and how far. */
-export type SyncCondition = 'synced' | 'pending' | 'syncing' | 'retrying' | 'auth-required' | 'failed';
-
-export interface SyncStatus {
-  condition: SyncCondition;
-  phase: DrainPhase;
-  /** Ops waiting in the outbox, and when the oldest of them was made. */
-  pending: number;
-  oldestAt: number | null;
-  /** Rejected ops waiting for the person's retry or discard. */
-  dead: number;
-  /** This drain's progress (ops acked of ops to send), for a progress bar; null when not draining. */
-  progress: { done: number; total: number } | null;
-  /** Failures in a row, the last one, since when, and when the next try is due. */
-  attempts: number;
-  lastError: SyncErrorData | null;
-  failingSince: number | null;
-  nextAttemptAt: number | null;
-  /** Why draining stopped (`failed`), in words for the person. */
-  reason: string | null;
-}
-
-export interface DrainResult {
-  /** Ops this drain got acked (dead letters included). */
-  sent: number;
-  remaining: number;
-  /** Where the machine stands: `idle` when done; `paused-auth` or `failed` when it needs a person. */
-  phase: DrainPhase;
-}
-
 type Trigger = 'wake' | 'resume' | 'sign-in';
+
+/** What came back for one batch; never a rejection, so an abandoned batch cannot leak one. */
+type Answer = { ok: true; ack: AckBody } | { ok: false; error: SyncError };
+
+interface Flight {
+  batch: OutboxEntry[];
+  answer: Promise<Answer>;
+}
 
 /** The bookkeeping of one locked drain. */
 interface Run {
@@ -130,6 +47,8 @@ interface Run {
   stats: OutboxStats;
   sent: number;
   waited: number;
+  /** Batches sent and not yet answered, in seq (and so answer) order. */
+  flight: Flight[];
 }
 
 export function createDrainer(deps: DrainerDeps): Drainer {
@@ -182,10 +101,12 @@ export class Drainer {
       stats: await store.outboxStats(),
       sent: 0,
       waited: 0,
+      flight: [],
     };
     try {
       return await this.#loop(run, this.#start(run, trigger));
     } catch (error) {
+      this.#abandon(run);
       // A store failure mid-drain must not leave the page showing "syncing…" forever.
       if (run.state.phase === 'sending') this.#emit({ ...run, state: { ...run.state, phase: 'idle' } }, false);
       throw error;
@@ -205,10 +126,13 @@ export class Drainer {
   async #loop(run: Run, first: DrainStep): Promise<DrainResult> {
     let step = first;
     for (;;) {
-      await this.#enter(run, step.state);
       const action: DrainAction = step.action;
+      // A send announces itself once its batches are in flight (see #send), so `inFlight` is true.
+      await this.#enter(run, step.state, action.type !== 'send' && action.type !== 'resend-from');
       switch (action.type) {
         case 'none':
+          // Another path acked what was in flight; nothing here waits for those answers any more.
+          this.#abandon(run);
           return { sent: run.sent, remaining: run.stats.count, phase: run.state.phase };
         case 'wait':
           step = await this.#wait(run, action.until);
@@ -227,32 +151,68 @@ export class Drainer {
     }
   }
 
-  /** One batch: read a page from `fromSeq` (or the first op), send its first bounded run, apply the answer. */
+  /**
+   * Tops the window up from `fromSeq` (or after the last batch in flight, or from the first op), then
+   * takes the answer to the oldest batch in flight and applies it.
+   */
   async #send(run: Run, fromSeq: number | undefined, maxOps: number): Promise<DrainStep> {
-    const { store, transport, now } = this.#deps;
-    const page = await store.readOutbox(fromSeq ?? 0, Math.min(this.#limits.pageSize, maxOps));
-    const batch = chooseBatch(page, { maxOps, maxBytes: this.#limits.maxBytes }, fromSeq);
-    if (batch.length === 0) {
+    const { store, now } = this.#deps;
+    await this.#fill(run, fromSeq, maxOps);
+    this.#emit(run, true);
+    const head = run.flight.shift();
+    if (head === undefined) {
       // Another path (the socket's ack stream) emptied the outbox meanwhile.
       run.stats = await store.outboxStats();
       return onAck(run.state, this.#ctx(run));
     }
-    let ack: AckBody;
-    try {
-      ack = await transport.push({ device: run.device, ops: batch.map((entry) => entry.op) });
-    } catch (error) {
-      return this.#failed(run, asSyncError(error), batch.length);
-    }
-    const applied = await store.applyAck(ack, now());
-    run.sent += applied.removed;
-    const unanswered = unansweredIn(ack, batch);
-    if (unanswered !== null) return this.#failed(run, unanswered, batch.length);
+    const answer = await head.answer;
+    if (!answer.ok) return this.#failed(run, answer.error, head.batch.length);
+    await store.applyAck(answer.ack, now());
+    // Counted from the answer, not from what this application removed: the device's other contexts
+    // get the same ack on their sockets and may well have applied it first.
+    run.sent += answeredIn(answer.ack, head.batch);
+    const unanswered = unansweredIn(answer.ack, head.batch);
+    if (unanswered !== null) return this.#failed(run, unanswered, head.batch.length);
     run.stats = await store.outboxStats();
     return onAck(run.state, this.#ctx(run));
   }
 
+  /** Sends bounded batches until the transport's window is full or nothing is left to send. */
+  async #fill(run: Run, fromSeq: number | undefined, maxOps: number): Promise<void> {
+    const { store, transport } = this.#deps;
+    const window = Math.max(1, Math.floor(transport.window?.() ?? 1));
+    const last = run.flight.at(-1)?.batch.at(-1);
+    let next = fromSeq ?? (last === undefined ? undefined : last.op.seq + 1);
+    while (run.flight.length < window) {
+      const page = await store.readOutbox(next ?? 0, Math.min(this.#limits.pageSize, maxOps));
+      const batch = chooseBatch(page, { maxOps, maxBytes: this.#limits.maxBytes }, next);
+      if (batch.length === 0) return;
+      const ops = batch.map((entry) => entry.op);
+      // A transport that throws instead of rejecting is a bug in it, kept visible and retried (asSyncError).
+      const answer = Promise.resolve()
+        .then(() => transport.push({ device: run.device, ops }))
+        .then((ack): Answer => ({ ok: true, ack }), (error: unknown): Answer => ({ ok: false, error: asSyncError(error) }));
+      run.flight.push({ batch, answer });
+      next = batch[batch.length - 1]!.op.seq + 1;
+    }
+  }
+
+  /**
+   * Forgets the batches in flight. Their answers no longer move the machine, but an ack among them is
+   * still a durable commit, so it is applied to the outbox (idempotent, and harmless in any order).
+   */
+  #abandon(run: Run): void {
+    const { store, now } = this.#deps;
+    for (const flight of run.flight.splice(0)) {
+      void flight.answer
+        .then((answer) => (answer.ok ? store.applyAck(answer.ack, now()) : undefined))
+        .catch(() => {}); // the ops stay in the outbox and are sent again: nothing is lost
+    }
+  }
+
   async #failed(run: Run, error: SyncError, sentOps: number): Promise<DrainStep> {
     const { store, now, random } = this.#deps;
+    this.#abandon(run);
     run.stats = await store.outboxStats();
     return onFailure(run.state, error, {
       now: now(), random, outbox: run.stats.span, sentOps, policy: this.#limits.policy,
@@ -293,13 +253,13 @@ export class Drainer {
     return asked;
   }
 
-  /** Makes `state` current: persisted when it changed (other contexts and restarts read it), shown always. */
-  async #enter(run: Run, state: DrainState): Promise<void> {
+  /** Makes `state` current: persisted when it changed (other contexts and restarts read it), and shown. */
+  async #enter(run: Run, state: DrainState, show: boolean): Promise<void> {
     if (state !== run.state) {
       run.state = state;
       await this.#deps.store.saveDrainState(state);
     }
-    this.#emit(run, state.phase === 'sending');
+    if (show) this.#emit(run, state.phase === 'sending');
   }
 
   #emit(run: Run, draining: boolean): void {
@@ -311,6 +271,7 @@ export class Drainer {
       oldestAt: stats.oldestAt,
       dead: stats.dead,
       progress: draining ? { done: run.sent, total: run.sent + stats.count } : null,
+      inFlight: run.flight.reduce((sum, flight) => sum + flight.batch.length, 0),
       attempts: state.retry.attempt,
       lastError: state.error,
       failingSince: state.retry.since,
@@ -335,21 +296,6 @@ function normalize(stored: DrainState | undefined, maxOps: number): DrainState {
   return { ...stored, phase, maxOps, batchLimit: Math.min(stored.batchLimit, maxOps) };
 }
 
-function conditionOf(phase: DrainPhase, pending: number): SyncCondition {
-  switch (phase) {
-    case 'idle':
-      return pending > 0 ? 'pending' : 'synced';
-    case 'sending':
-      return 'syncing';
-    case 'backoff':
-      return 'retrying';
-    case 'paused-auth':
-      return 'auth-required';
-    case 'failed':
-      return 'failed';
-  }
-}
-
 /** The transport promises SyncErrors; anything else is a bug in it, kept visible and retried. */
 function asSyncError(error: unknown): SyncError {
   if (isSyncError(error)) return error;
@@ -366,6 +312,11 @@ function unansweredIn(ack: AckBody, batch: readonly OutboxEntry[]): SyncError | 
   const missing = batch.find((entry) => !answered.has(entry.op.seq) || entry.op.seq > ack.through);
   if (missing === undefined) return null;
   return new SyncError('protocol', `The server's ack does not answer change #${missing.op.seq} of the batch it was sent.`);
+}
+
+function answeredIn(ack: AckBody, batch: readonly OutboxEntry[]): number {
+  const answered = new Set(ack.results.filter((result) => result.seq <= ack.through).map((result) => result.seq));
+  return batch.filter((entry) => answered.has(entry.op.seq)).length;
 }
 
 function transientError(data: SyncErrorData | null): SyncError {

@@ -2,7 +2,7 @@
 // database and carries these out inside its transactions; keeping them here keeps that file about
 // transactions, and lets the page library share the shapes without importing `idb`.
 import * as v from 'valibot';
-import { applyAll } from '../core/merge.ts';
+import { applyAll, mergeDocs } from '../core/merge.ts';
 import type { DeadLetter, OutboxEntry } from '../core/outbox.ts';
 import type { OutboxSpan } from '../core/outbox-drain.ts';
 import type { Doc, Fields, Op } from '../core/types.ts';
@@ -70,6 +70,19 @@ export function entityKeyOf(item: { space: string; collection: string; key: stri
   return [item.space, item.collection, item.key];
 }
 
+/** Items grouped by the entity their op touches, each group in the items' order (seq order). */
+export function groupByEntity<T>(items: readonly T[], opOfItem: (item: T) => Op): Array<[EntityKey, T[]]> {
+  const groups = new Map<string, { key: EntityKey; items: T[] }>();
+  for (const item of items) {
+    const key = entityKeyOf(opOfItem(item));
+    const id = JSON.stringify(key);
+    const group = groups.get(id);
+    if (group) group.items.push(item);
+    else groups.set(id, { key, items: [item] });
+  }
+  return [...groups.values()].map((group) => [group.key, group.items]);
+}
+
 export function emptyRecord(key: EntityKey): EntityRecord {
   return { space: key[0], collection: key[1], key: key[2], server: null, doc: null, pending: 0 };
 }
@@ -119,6 +132,19 @@ export function checkDrafts(drafts: readonly Draft[], device: string): void {
   });
 }
 
+/** A page of server entities as one doc per entity: one may come twice (merge is idempotent), and
+ * folding those first leaves one read and one write per entity. */
+export function foldIncoming(space: string, entities: readonly EntityWire[]): Array<{ key: EntityKey; doc: Doc }> {
+  const incoming = new Map<string, { key: EntityKey; doc: Doc }>();
+  for (const entity of entities) {
+    const id = `${entity.collection}\u0000${entity.key}`;
+    const seen = incoming.get(id);
+    const doc = docOfWire(entity);
+    incoming.set(id, { key: [space, entity.collection, entity.key], doc: seen ? mergeDocs(seen.doc, doc) : doc });
+  }
+  return [...incoming.values()];
+}
+
 export function docOfWire(entity: EntityWire): Doc {
   return {
     fields: entity.fields,
@@ -161,13 +187,14 @@ export interface AckApplied {
   removed: number;
   /** Of those, how many became dead letters. */
   dead: number;
+  /** The collections whose entities this ack changed (pending flags, or a rejected op's effect undone). */
+  touched: Array<{ space: string; collection: string }>;
 }
 
 export interface ChangesApplied {
   /** Entities whose visible doc changed: what live queries must re-read. */
   changed: Array<{ collection: string; key: string }>;
 }
-
 
 export function draftOf(letter: DeadLetter): Draft {
   const { space, collection, key, kind, value } = letter.op;

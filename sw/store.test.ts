@@ -125,7 +125,7 @@ describe('applyAck', () => {
       through: 3, lamport: 50,
       results: [applied(1, device), { seq: 2, id: `${device}:2`, result: 'rejected' as const, code: 'invalid', message: 'n must be odd' }, applied(3, device)],
     };
-    expect(await store.applyAck(ack, T0 + 5)).toEqual({ removed: 3, dead: 1 });
+    expect(await store.applyAck(ack, T0 + 5)).toEqual({ removed: 3, dead: 1, touched: [{ space: 's1', collection: 'items' }] });
     expect((await store.readOutbox(0, 10)).map((e) => e.op.seq)).toEqual([4]);
     expect(await store.listDead()).toEqual([{ seq: 2, op: ops[1]!, code: 'invalid', message: 'n must be odd', at: T0 + 5 }]);
     expect(await store.getLamport()).toBe(50);
@@ -135,7 +135,7 @@ describe('applyAck', () => {
     const bytes = (await store.outboxStats()).bytes;
     expect(bytes).toBe(entryOf(ops[3]!).bytes);
 
-    expect(await store.applyAck(ack, T0 + 9)).toEqual({ removed: 0, dead: 0 });
+    expect(await store.applyAck(ack, T0 + 9)).toEqual({ removed: 0, dead: 0, touched: [] });
     expect((await store.outboxStats()).bytes).toBe(bytes);
     expect(await store.listDead()).toHaveLength(1);
   });

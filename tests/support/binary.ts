@@ -40,8 +40,8 @@ export async function runBinary(binary: string, args: string[], cwd: string): Pr
 }
 
 /** Starts `ferry serve` and waits (bounded) until /healthz answers. */
-export async function serveBinary(binary: string, dbFile: string, cwd: string, extra: string[] = []) {
-  const port = await freePort();
+export async function serveBinary(binary: string, dbFile: string, cwd: string, extra: string[] = [], port?: number) {
+  port ??= await freePort();
   const started = performance.now();
   const proc = Bun.spawn([binary, 'serve', '--db', `file:${dbFile}`, '--port', String(port), '--host', '127.0.0.1', ...extra], {
     cwd, stdout: 'pipe', stderr: 'pipe',
