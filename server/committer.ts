@@ -65,8 +65,9 @@ export function createCommitter<Extra>(
       try {
         result = await commit(batches);
       } catch (error) {
-        // Nothing of the group was committed (the transaction rolled back): every batch fails whole
-        // and its device retries; exactly-once holds because nothing was written.
+        // The group failed: usually nothing was committed (rollback); with a test-only fault hook the
+        // commit may stand. Either way every batch is answered with an error and its device resends;
+        // exactly-once holds because a committed resend is answered `duplicate`.
         for (const w of group) w.reject(error);
         continue;
       }

@@ -3,7 +3,7 @@
 import * as v from 'valibot';
 import type { Op } from '../core/types.ts';
 import { createAccounts, type Accounts } from './accounts.ts';
-import type { BatchOutcome, CollectionCheck } from './apply.ts';
+import type { Batch, BatchOutcome, CollectionCheck } from './apply.ts';
 import { builtInAuthenticate, checkCookieWrite, refuseUrlTokens, type Authenticate, type Principal } from './auth.ts';
 import { createCommitter, type Committer } from './committer.ts';
 import type { FerryDb } from './db.ts';
@@ -31,6 +31,13 @@ export interface AppDeps {
   /** Socket backpressure: pause above this many buffered bytes, close after `maxPausedMs` paused. */
   pauseBytes?: number;
   maxPausedMs?: number;
+  /**
+   * TESTS ONLY — fault injection. `afterCommit` runs after a group's transaction has committed and before
+   * any of its answers is released: throwing makes every batch of the group answer 500 `internal` although
+   * it is committed (its resend must then be `duplicate`); a test harness may also SIGKILL the process here.
+   * Unreachable in production: the CLI (and so the binary) never sets it, and no env var or flag does.
+   */
+  faults?: { afterCommit?: (batches: Batch[]) => void | Promise<void> };
 }
 
 export interface Ferry {
@@ -72,6 +79,7 @@ export async function createFerry(deps: AppDeps): Promise<Ferry> {
       const started = performance.now();
       const result = await store.commitGroup(batches, now());
       metrics.applyLatency(performance.now() - started);
+      await deps.faults?.afterCommit?.(batches); // tests only, see AppDeps.faults
       return result;
     },
     (extra, batches, outcomes) => {

@@ -8,10 +8,9 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from '@libsql/client';
 import type { Op } from '../core/types.ts';
+import { auditFile, buildBatch, crashDevices, expectApplied, pushBatch, recoverDevices, rng, type CrashDevice } from './support/crash.ts';
 import { removeDir } from './support/server.ts';
-import { helloSocket } from './support/socket.ts';
 
 const ROOT = join(import.meta.dir, '..');
 const CLI = join(ROOT, 'server', 'cli.ts');
@@ -20,19 +19,6 @@ const SEED = Number(process.env.FERRY_CRASH_SEED ?? 20261123);
 const CYCLES = 10;
 const MAX_EXTRA_CYCLES = 6;
 const DEVICES = ['crash-a', 'crash-b', 'crash-c'];
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with FERRY_CRASH_SEED. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (min: number, max: number) => min + Math.floor(next() * (max - min + 1)) };
-}
 
 let dir: string;
 let dbUrl: string;
@@ -104,13 +90,6 @@ async function kill9(running: Running) {
   expect(running.proc.signalCode).toBe('SIGKILL');
 }
 
-/** The device's processed seq as the restarted server reports it (`welcome.through`, PROTOCOL §7). */
-async function throughOf(base: string, token: string, device: string): Promise<number> {
-  const socket = await helloSocket(`${base.replace('http', 'ws')}/v1/sync`, token, device);
-  socket.close();
-  return socket.frames[0].through;
-}
-
 /**
  * Blocks the thread (bounded) until the file shows one of `last` (device → seq) committed, then calls
  * `then` at once. The file is read with a second, synchronous SQLite connection polled in a tight
@@ -136,16 +115,6 @@ function onCommit(path: string, last: Map<string, number>, then: () => void, ms 
   }
 }
 
-type Batch = Op[];
-interface Device {
-  id: string;
-  nextSeq: number;
-  /** Every batch ever built, in order. */
-  batches: Batch[];
-  /** Sent, but no ack received: resent after the restart. */
-  unacked: Batch[];
-}
-
 test('kill -9 at any moment loses nothing and applies nothing twice', async () => {
   const random = rng(SEED);
   const started = performance.now();
@@ -154,62 +123,17 @@ test('kill -9 at any moment loses nothing and applies nothing twice', async () =
   const token = (await cli(['token', 'create', 'crash', '--db', dbUrl])).trim();
   expect(token).toMatch(/^fy_/);
 
-  const devices: Device[] = DEVICES.map((id) => ({ id, nextSeq: 1, batches: [], unacked: [] }));
-  const build = (d: Device): Batch => {
-    const size = random.int(1, 40);
-    const ops = Array.from({ length: size }, (_, i): Op => {
-      const seq = d.nextSeq + i;
-      return { id: `${d.id}:${seq}`, device: d.id, seq, lamport: seq, space, collection: 'items', key: `${d.id}-${seq}`, kind: 'patch', value: { n: seq }, at: Date.now() };
-    });
-    d.nextSeq += size;
-    d.batches.push(ops);
-    return ops;
-  };
-  const send = (base: string, d: Device, ops: Batch) =>
-    fetch(`${base}/v1/push`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ protocol: 1, device: d.id, ops }),
-      signal: AbortSignal.timeout(10_000),
-    });
-  const expectApplied = (body: any, ops: Batch) => {
-    expect(body.through).toBe(ops.at(-1)!.seq);
-    expect(body.results.map((r: any) => [r.seq, r.result])).toEqual(ops.map((op) => [op.seq, 'applied']));
-  };
+  const devices = crashDevices(DEVICES);
+  const build = (d: CrashDevice) => buildBatch(d, space, random.int(1, 40));
+  const send = (base: string, d: CrashDevice, ops: Op[]) => pushBatch(base, token, d.id, ops);
 
   const stats = { cycles: 0, killedAfterCommit: 0, killedAtRandom: 0, resentCommitted: 0, resentUncommitted: 0, ackedInFlight: 0 };
 
   /** After a (re)start: check what survived, then resend every unacked batch in order. */
   const recover = async (base: string) => {
-    const committed = new Map<string, number>();
-    for (const d of devices) committed.set(d.id, await throughOf(base, token, d.id));
-    for (const d of devices) {
-      const through = committed.get(d.id)!;
-      for (const ops of d.batches) {
-        // Every acked batch survived the kill (no ack before a durable commit).
-        if (!d.unacked.includes(ops)) expect(through).toBeGreaterThanOrEqual(ops.at(-1)!.seq);
-        // A batch commits whole or not at all.
-        else expect(through >= ops.at(-1)!.seq || through < ops[0]!.seq).toBe(true);
-      }
-    }
-    // Exactly once: every op is a patch on its own key, so each applied op moved the head by one.
-    const total = [...committed.values()].reduce((a, b) => a + b, 0);
-    expect((await (await fetch(`${base}/healthz`)).json()).serverSeq).toBe(total);
-
-    for (const d of devices) {
-      const through = committed.get(d.id)!;
-      for (const ops of d.unacked) {
-        const res = await send(base, d, ops);
-        expect(res.status).toBe(200);
-        const body = (await res.json()) as any;
-        expect(body.through).toBe(ops.at(-1)!.seq);
-        const want = ops.map((op) => (op.seq <= through ? [op.seq, 'duplicate', 'applied'] : [op.seq, 'applied', null]));
-        expect(body.results.map((r: any) => [r.seq, r.result, r.first ?? null])).toEqual(want);
-        if (ops[0]!.seq <= through) stats.resentCommitted++;
-        else stats.resentUncommitted++;
-      }
-      d.unacked = [];
-    }
+    const resent = await recoverDevices(base, token, devices);
+    stats.resentCommitted += resent.committed;
+    stats.resentUncommitted += resent.uncommitted;
   };
 
   for (let cycle = 0; cycle < CYCLES + MAX_EXTRA_CYCLES; cycle++) {
@@ -280,29 +204,7 @@ test('kill -9 at any moment loses nothing and applies nothing twice', async () =
   expect(await Promise.race([running.proc.exited, Bun.sleep(10_000).then(() => 'timeout')])).toBe(0);
   current = null;
 
-  const sent = devices.reduce((n, d) => n + d.nextSeq - 1, 0);
-  const c = createClient({ url: dbUrl });
-  try {
-    const one = async (sql: string) => Number((await c.execute(sql)).rows[0]![0]);
-    expect(await one('SELECT count(*) FROM ops')).toBe(sent);
-    expect(await one("SELECT count(*) FROM ops WHERE result = 'applied'")).toBe(sent);
-    expect(await one('SELECT count(DISTINCT server_seq) FROM ops')).toBe(sent);
-    expect(await one("SELECT count(*) FROM entities WHERE collection = 'items'")).toBe(sent);
-    // One entity write per op: the server-wide counter moved exactly `sent` times.
-    expect(await one("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'server_seq'")).toBe(sent);
-    // Each op's own key holds its own value, so no op was lost, merged into another, or applied twice.
-    const rows = (await c.execute("SELECT key, value FROM entities WHERE collection = 'items'")).rows;
-    const wrong = rows.filter((r) => JSON.parse(String(r.value)).n !== Number(String(r.key).split('-').at(-1)));
-    expect(wrong).toEqual([]);
-    for (const d of devices) {
-      const row = (await c.execute({ sql: 'SELECT last_seq, max_lamport FROM devices WHERE id = ?', args: [d.id] })).rows[0]!;
-      expect([Number(row.last_seq), Number(row.max_lamport)]).toEqual([d.nextSeq - 1, d.nextSeq - 1]);
-      expect(await one(`SELECT count(*) FROM ops WHERE device = '${d.id}'`)).toBe(d.nextSeq - 1);
-    }
-    expect(String((await c.execute('PRAGMA integrity_check')).rows[0]![0])).toBe('ok');
-  } finally {
-    c.close();
-  }
+  const sent = await auditFile(dbUrl, devices);
 
   // The run really crossed the window between commit and ack, and really lost uncommitted pushes.
   expect(stats.cycles).toBeGreaterThanOrEqual(5);
