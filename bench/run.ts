@@ -6,8 +6,8 @@
 // and writes bench/results/latest.json. Each figure comes with a baseline measured in the same run on the
 // same machine (it is noisy), so read the ratio, not the absolute numbers.
 //
-//   bun bench/run.ts                   the whole bench (~3–5 min)
-//   bun bench/run.ts --quick           a smaller version of every suite (~30 s)
+//   bun bench/run.ts                   the whole bench (~5–6 min; chromium alone is ~4–5 min)
+//   bun bench/run.ts --quick           a smaller version of every suite (~45 s)
 //   bun bench/run.ts --only apply,catchup   (writes bench/results/only-apply,catchup.json instead)
 //
 // Adding rows (e.g. the Chromium suites): write a module exporting a `Suite` (bench/lib.ts: `run`
@@ -18,11 +18,12 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { applySuite } from './apply.ts';
 import { catchupSuite } from './catchup.ts';
+import { chromiumSuite } from './chromium.ts';
 import { fanoutSuite } from './fanout.ts';
 import { latencySuite } from './latency.ts';
 import { ratioOf, round, rowOk, targetText, type Row, type Suite } from './lib.ts';
 
-const SUITES: Suite[] = [applySuite, latencySuite, catchupSuite, fanoutSuite];
+const SUITES: Suite[] = [applySuite, latencySuite, catchupSuite, fanoutSuite, chromiumSuite];
 
 function parseArgs(argv: string[]) {
   const quick = argv.includes('--quick');
