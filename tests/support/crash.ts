@@ -5,19 +5,9 @@ import { expect } from 'bun:test';
 import { createClient } from '@libsql/client';
 import type { Op } from '../../core/types.ts';
 import { helloSocket } from './socket.ts';
+import { rng } from './rng.ts';
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with its seed. */
-export function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (min: number, max: number) => min + Math.floor(next() * (max - min + 1)) };
-}
+export { rng };
 
 export type CrashBatch = Op[];
 export interface CrashDevice {

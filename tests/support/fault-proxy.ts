@@ -14,6 +14,9 @@
 //
 // Every decision comes from one seeded PRNG, so a run is replayable with its seed (scheduling of real
 // I/O aside). `counts` says how many faults of each kind were injected.
+import { rng } from './rng.ts';
+
+export { rng };
 
 export type HttpFault = 'drop' | 'lose-ack' | 'duplicate' | 'delay' | 'garbage' | 'cut';
 export type WsFault = 'ws-drop' | 'ws-duplicate' | 'ws-delay' | 'ws-reorder' | 'ws-cut';
@@ -35,24 +38,6 @@ export interface FaultProxy {
   /** Reseeds the PRNG. */
   reseed(seed: number): void;
   stop(): Promise<void>;
-}
-
-/** mulberry32. */
-export function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (min: number, max: number) => min + Math.floor(next() * (max - min + 1)),
-    pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!,
-    chance: (p: number) => next() < p,
-  };
 }
 
 const HTTP_FAULTS: HttpFault[] = ['drop', 'lose-ack', 'duplicate', 'delay', 'garbage', 'cut'];
