@@ -1,4 +1,5 @@
 // The one place that maps protocol error codes to HTTP statuses and socket close codes (PROTOCOL.md §8).
+import { unreachable } from '../core/errors.ts';
 import type { ErrorBody, ErrorCode } from '../schema/wire.ts';
 
 export function statusOf(code: ErrorCode): number {
@@ -59,8 +60,4 @@ export function errorResponse(body: ErrorBody, headers: Record<string, string> =
     status: statusOf(body.code),
     headers: { 'content-type': 'application/json', ...extra, ...headers },
   });
-}
-
-function unreachable(value: never): never {
-  throw new Error(`unhandled error code ${String(value)}`);
 }
