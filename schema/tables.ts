@@ -79,7 +79,11 @@ export const devices = sqliteTable(
     createdAt: integer('created_at').notNull(),
     lastSeenAt: integer('last_seen_at').notNull(),
   },
-  (t) => [index('devices_user_id_idx').on(t.userId)],
+  (t) => [
+    index('devices_user_id_idx').on(t.userId),
+    // The lamport head is max(max_lamport), read in every commit's lookup (server/store.ts): no counter row.
+    index('devices_max_lamport_idx').on(t.maxLamport),
+  ],
 );
 
 /** The unit of sharing and authorization. Each user has exactly one personal space (partial unique index). */
@@ -199,12 +203,12 @@ export const entities = sqliteTable(
 
 /**
  * Small server-wide values, by key:
- * - `server_seq`: the last serverSeq handed out (one global counter, strictly increasing on every entity
- *   write). It cannot be derived from max(entities.server_seq): purging a tombstone that held the maximum
- *   would hand its number out again, and a client already past it would miss the new write.
- *   Bump it with `INSERT ... ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + n RETURNING`.
- * - `lamport`: the highest lamport accepted server-wide, sent with every ack and change (invariant 5).
  * - `horizon:<space>`: the highest serverSeq among purged tombstones; a cursor below it gets `reset`.
+ * - `purged_seq`: the highest serverSeq ever purged, server-wide.
+ * The heads are derived, not stored, so a commit writes no counter row (server/store.ts):
+ *   serverSeq head = max(max(entities.server_seq), purged_seq): purging the tombstone that held the maximum
+ *                    cannot hand its number out again (a client already past it would miss the new write);
+ *   lamport head   = max(devices.max_lamport): every accepted op's lamport is some device's max once.
  */
 export const meta = sqliteTable('meta', {
   key: text('key').primaryKey(),

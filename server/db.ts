@@ -34,7 +34,8 @@ import * as schema from '../schema/tables.ts';
 import { migrationsFolder } from './assets.ts';
 
 export type Schema = typeof schema;
-export type FerryDb = LibSQLDatabase<Schema>;
+/** drizzle over the libSQL client; `$client` is that client (the apply hot path uses it directly). */
+export type FerryDb = LibSQLDatabase<Schema> & { $client: Client };
 /** The drizzle transaction handed to the apply logic. */
 export type FerryTx = Parameters<Parameters<FerryDb['transaction']>[0]>[0];
 

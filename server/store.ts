@@ -3,15 +3,15 @@
 // transaction, writes the plan with one statement per table (per-row statements are 3–7× slower on
 // libSQL; the rows travel as ONE JSON parameter, see `insertFromJson`) and commits. Nothing here knows
 // about HTTP or sockets.
-import { and, asc, eq, gt, inArray, sql, type SQL } from 'drizzle-orm';
-import type { SQLiteColumn, SQLiteTable } from 'drizzle-orm/sqlite-core';
+import type { InValue, Transaction } from '@libsql/client';
+import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import type { EntityWire } from '../schema/wire.ts';
 import { devices, entities, members, meta, ops } from '../schema/tables.ts';
 import {
   entityKey, ledgerKey, memberKey, planGroup,
-  type Batch, type CollectionCheck, type DeviceRow, type EntityState, type GroupPlan, type LedgerRow,
+  type Batch, type CollectionCheck, type DeviceRow, type EntityState, type GroupInput, type GroupPlan, type LedgerRow,
 } from './apply.ts';
-import type { FerryDb, FerryTx } from './db.ts';
+import type { FerryDb } from './db.ts';
 
 export interface CommitExtra {
   /** Changed entities, in serverSeq order, for fan-out to subscribers. */
@@ -35,12 +35,19 @@ export interface SyncStore {
 
 export function createSyncStore(db: FerryDb, check?: CollectionCheck): SyncStore {
   return {
-    commitGroup: (batches, now) =>
-      db.transaction(async (tx) => {
+    async commitGroup(batches, now) {
+      // The hot path talks to the libSQL client directly: drizzle's query builder costs ~2 µs per bound
+      // value, which was most of a 500-op commit (docs/benchmarks.md). `write` is BEGIN IMMEDIATE.
+      const tx = await db.$client.transaction('write');
+      try {
         const plan = planGroup(batches, { ...(await loadGroup(tx, batches)), ...(check ? { check } : {}) });
         await writePlan(tx, plan, now);
+        await tx.commit();
         return { outcomes: plan.outcomes, extra: { entities: plan.entities, lamport: plan.lamport } };
-      }),
+      } finally {
+        tx.close(); // rolls back unless committed; returns the connection to the pool
+      }
+    },
 
     async changesSince(space, after, limit) {
       const rows = await db.select().from(entities)
@@ -75,8 +82,11 @@ export function createSyncStore(db: FerryDb, check?: CollectionCheck): SyncStore
           .returning({ space: entities.space, serverSeq: entities.serverSeq });
         const horizons = new Map<string, number>();
         for (const row of gone) horizons.set(row.space, Math.max(horizons.get(row.space) ?? 0, row.serverSeq));
-        for (const [space, seq] of horizons) {
-          await tx.insert(meta).values({ key: `horizon:${space}`, value: String(seq) })
+        // `purged_seq` keeps the serverSeq head derivable when the newest entity was a purged tombstone.
+        const purged = Math.max(0, ...horizons.values());
+        for (const [key, seq] of [...[...horizons].map(([space, seq]) => [`horizon:${space}`, seq] as const), ['purged_seq', purged] as const]) {
+          if (seq === 0) continue;
+          await tx.insert(meta).values({ key, value: String(seq) })
             .onConflictDoUpdate({ target: meta.key, set: { value: sql`max(CAST(${meta.value} AS INTEGER), ${seq})` } });
         }
         return gone.length;
@@ -91,99 +101,133 @@ export function toWire(row: typeof entities.$inferSelect): EntityWire {
   };
 }
 
-async function readHeads(db: FerryDb | FerryTx): Promise<{ serverSeq: number; lamport: number }> {
-  const rows = await db.select().from(meta).where(inArray(meta.key, ['server_seq', 'lamport']));
-  const get = (key: string) => Number(rows.find((r) => r.key === key)?.value ?? 0);
-  return { serverSeq: get('server_seq'), lamport: get('lamport') };
+/**
+ * Heads derived from the rows themselves, so no commit has to write a counter row: the newest serverSeq is
+ * on the entity written last, or was purged with a tombstone (`purged_seq`); the highest lamport accepted
+ * is the newest op's lamport of some device (`devices.max_lamport`, indexed).
+ */
+const HEADS = `(SELECT max(server_seq) FROM entities),
+  (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'purged_seq'), (SELECT max(max_lamport) FROM devices)`;
+
+async function readHeads(db: FerryDb): Promise<{ serverSeq: number; lamport: number }> {
+  const [row] = await db.values<[number | null, number | null, number | null]>(sql.raw(`SELECT ${HEADS}`));
+  return { serverSeq: Math.max(row?.[0] ?? 0, row?.[1] ?? 0), lamport: row?.[2] ?? 0 };
 }
 
-async function loadGroup(tx: FerryTx, batches: Batch[]) {
-  const deviceIds = [...new Set(batches.map((b) => b.device))];
-  const deviceRows = await tx.select().from(devices).where(inArray(devices.id, deviceIds));
-  const known = new Map<string, DeviceRow>(
-    deviceRows.map((d) => [d.id, { id: d.id, userId: d.userId, lastSeq: d.lastSeq, maxLamport: d.maxLamport }]),
-  );
-  const ledger = new Map<string, LedgerRow>();
-  for (const batch of batches) {
-    const last = known.get(batch.device)?.lastSeq ?? 0;
-    const first = batch.ops[0]!.seq;
-    if (first > last) continue;
-    const rows = await tx.select().from(ops).where(and(eq(ops.device, batch.device),
-      sql`${ops.seq} BETWEEN ${first} AND ${Math.min(last, batch.ops.at(-1)!.seq)}`));
-    for (const r of rows) ledger.set(ledgerKey(r.device, r.seq), { ...r, result: r.result });
-  }
-  const fresh = batches.flatMap((b) => b.ops.filter((op) => op.seq > (known.get(b.device)?.lastSeq ?? 0)));
-  const takenIds = new Set<string>();
-  const idRows = await tx.select({ id: ops.opId }).from(ops)
-    .where(sql`${ops.opId} IN (SELECT value FROM json_each(${jsonParam(fresh.map((op) => op.id))}))`);
-  for (const r of idRows) if (r.id !== null) takenIds.add(r.id);
-  const users = [...new Set(batches.map((b) => b.userId))];
-  const memberRows = await tx.select().from(members).where(inArray(members.userId, users));
-  const keys = uniqueBy(fresh, (op) => entityKey(op.space, op.collection, op.key));
-  const current = new Map<string, EntityState>();
-  {
-    const tuples = jsonParam(keys.map((op) => [op.space, op.collection, op.key]));
-    const rows = await tx.select().from(entities).where(sql`(${entities.space}, ${entities.collection}, ${entities.key})
-      IN (SELECT value->>0, value->>1, value->>2 FROM json_each(${tuples}))`);
-    for (const r of rows) {
-      current.set(entityKey(r.space, r.collection, r.key), {
-        space: r.space, collection: r.collection, key: r.key, fields: r.value, stamps: r.stamps,
-        base: r.base ?? null, live: r.live, deleted: r.deleted, serverSeq: r.serverSeq,
-      });
-    }
-  }
-  const heads = await readHeads(tx);
-  return {
-    devices: known, ledger, takenIds, entities: current,
-    members: new Set(memberRows.map((m) => memberKey(m.userId, m.spaceId))),
-    serverSeq: heads.serverSeq, lamport: heads.lamport,
-  };
-}
-
-async function writePlan(tx: FerryTx, plan: GroupPlan, now: number): Promise<void> {
-  const deviceRows = [...plan.devices.values()].map((d) => ({ ...d, createdAt: now, lastSeenAt: now }));
-  if (deviceRows.length > 0) {
-    await tx.insert(devices).values(deviceRows).onConflictDoUpdate({
-      target: devices.id,
-      set: { lastSeq: excluded('last_seq'), maxLamport: excluded('max_lamport'), lastSeenAt: excluded('last_seen_at') },
-    });
-  }
-  const seqOf = new Map(plan.entities.map((e) => [entityKey(e.space, e.collection, e.key), e.serverSeq]));
-  if (plan.ledger.length > 0) {
-    await tx.run(insertFromJson(ops, [ops.device, ops.seq, ops.opId, ops.space, ops.collection, ops.key, ops.result,
-      ops.code, ops.message, ops.serverSeq, ops.appliedAt], plan.ledger.map((row) => [row.device, row.seq, row.opId,
-      row.space, row.collection, row.key, row.result, row.code, row.message,
-      row.result === 'applied' ? (seqOf.get(entityKey(row.space, row.collection, row.key)) ?? null) : null, now])));
-  }
-  if (plan.entities.length > 0) {
-    const columns = [entities.space, entities.collection, entities.key, entities.value, entities.stamps, entities.base,
-      entities.live, entities.deleted, entities.serverSeq, entities.updatedAt];
-    // JSON columns as the text drizzle's json mode writes (JSON.stringify); booleans as 0/1, like drizzle.
-    const rows = plan.entities.map((e) => [e.space, e.collection, e.key, JSON.stringify(e.fields), JSON.stringify(e.stamps),
-      e.base === null ? null : JSON.stringify(e.base), JSON.stringify(e.live), e.deleted ? 1 : 0, e.serverSeq, now]);
-    const quoted = columns.map((c) => `"${c.name}"`);
-    const updates = quoted.slice(3).map((c) => `${c} = excluded.${c}`).join(', ');
-    // `WHERE true`: SQLite's grammar needs it between INSERT … SELECT and ON CONFLICT.
-    await tx.run(sql`${insertFromJson(entities, columns, rows)} WHERE true
-      ON CONFLICT (${sql.raw(quoted.slice(0, 3).join(', '))}) DO UPDATE SET ${sql.raw(updates)}`);
-  }
-  await tx.insert(meta).values([
-    { key: 'server_seq', value: String(plan.serverSeq) },
-    { key: 'lamport', value: String(plan.lamport) },
-  ]).onConflictDoUpdate({ target: meta.key, set: { value: excluded('value') } });
-}
-
-const excluded = (column: string): SQL => sql.raw(`excluded.${column}`);
+const LOOKUP = `SELECT 'h', ${HEADS}, NULL, NULL, NULL, NULL, NULL, NULL
+    UNION ALL SELECT 'd', id, user_id, last_seq, max_lamport, NULL, NULL, NULL, NULL, NULL FROM devices
+      WHERE id IN (SELECT value FROM json_each(?1))
+    UNION ALL SELECT 'm', user_id, space_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM members
+      WHERE (user_id, space_id) IN (SELECT value->>0, value->>1 FROM json_each(?2))
+    UNION ALL SELECT 'e', space, collection, key, value, stamps, base, live, deleted, server_seq FROM entities
+      WHERE (space, collection, key) IN (SELECT value->>0, value->>1, value->>2 FROM json_each(?3))
+    UNION ALL SELECT 'o', device, seq, op_id, space, collection, key, result, code, message FROM ops
+      WHERE op_id IN (SELECT value FROM json_each(?4))
+    UNION ALL SELECT 'o', o.device, o.seq, o.op_id, o.space, o.collection, o.key, o.result, o.code, o.message
+      FROM json_each(?5) AS r JOIN ops AS o ON o.device = r.value->>0 AND o.seq BETWEEN r.value->>1 AND r.value->>2`;
 
 /**
- * `INSERT INTO t (columns) SELECT value->>0, … FROM json_each(?)`: all rows in ONE statement with ONE bound
- * parameter. Bound per value, a 500-op commit spent ~2 µs per value in drizzle's query builder plus
- * SQLite's parse of a 5,000-parameter statement: about two thirds of its time (docs/benchmarks.md).
+ * Everything `planGroup` needs, in ONE statement (each statement costs a prepare and a round trip through
+ * the driver; a single-op commit used to spend most of its time on six lookups). Rows are tagged by their
+ * first column; unused columns are NULL:
+ *   h  serverSeq head, purged_seq, lamport head
+ *   d  the group's device rows
+ *   m  memberships of the group's users in the group's spaces
+ *   e  the entities the group's ops touch
+ *   o  ledger rows: every op of the group that was processed before (by device and seq range, for
+ *      duplicates) and every row holding one of the group's op ids (an id taken by another op)
+ * Nothing here depends on the device rows, so resent ops cost a few extra rows, never a second query.
  */
-function insertFromJson(table: SQLiteTable, columns: readonly SQLiteColumn[], rows: readonly (string | number | null)[][]): SQL {
-  const names = columns.map((c) => `"${c.name}"`).join(', ');
-  const picks = columns.map((_, i) => `value->>${i}`).join(', ');
-  return sql`INSERT INTO ${table} (${sql.raw(names)}) SELECT ${sql.raw(picks)} FROM json_each(${jsonParam(rows)})`;
+async function loadGroup(tx: Transaction, batches: Batch[]): Promise<Omit<GroupInput, 'check'>> {
+  const all = batches.flatMap((b) => b.ops);
+  const deviceIds = jsonParam([...new Set(batches.map((b) => b.device))]);
+  const memberships = jsonParam(uniqueBy(batches.flatMap((b) => b.ops.map((op) => [b.userId, op.space])), (p) => memberKey(p[0]!, p[1]!)));
+  const keys = jsonParam(uniqueBy(all, (op) => entityKey(op.space, op.collection, op.key)).map((op) => [op.space, op.collection, op.key]));
+  const ids = jsonParam(all.map((op) => op.id));
+  const ranges = jsonParam(batches.map((b) => [b.device, b.ops[0]!.seq, b.ops.at(-1)!.seq]));
+  const { rows } = await tx.execute({ sql: LOOKUP, args: [deviceIds, memberships, keys, ids, ranges] });
+  const input = {
+    devices: new Map<string, DeviceRow>(), ledger: new Map<string, LedgerRow>(), takenIds: new Set<string>(),
+    entities: new Map<string, EntityState>(), members: new Set<string>(), serverSeq: 0, lamport: 0,
+  };
+  for (const r of rows) {
+    switch (r[0]) {
+      case 'h':
+        input.serverSeq = Math.max(Number(r[1] ?? 0), Number(r[2] ?? 0));
+        input.lamport = Number(r[3] ?? 0);
+        break;
+      case 'd':
+        input.devices.set(String(r[1]), { id: String(r[1]), userId: String(r[2]), lastSeq: Number(r[3]), maxLamport: Number(r[4]) });
+        break;
+      case 'm':
+        input.members.add(memberKey(String(r[1]), String(r[2])));
+        break;
+      case 'e': {
+        const [space, collection, key] = [String(r[1]), String(r[2]), String(r[3])];
+        input.entities.set(entityKey(space, collection, key), {
+          space, collection, key, fields: JSON.parse(String(r[4])), stamps: JSON.parse(String(r[5])),
+          base: r[6] === null ? null : JSON.parse(String(r[6])), live: JSON.parse(String(r[7])),
+          deleted: Number(r[8]) === 1, serverSeq: Number(r[9]),
+        });
+        break;
+      }
+      case 'o': {
+        const opId = r[3] === null ? null : String(r[3]);
+        if (opId !== null) input.takenIds.add(opId);
+        input.ledger.set(ledgerKey(String(r[1]), Number(r[2])), {
+          device: String(r[1]), seq: Number(r[2]), opId, space: String(r[4]), collection: String(r[5]), key: String(r[6]),
+          result: r[7] as LedgerRow['result'], code: r[8] === null ? null : String(r[8]), message: r[9] === null ? null : String(r[9]),
+        });
+        break;
+      }
+    }
+  }
+  return input;
+}
+
+/** A libSQL row: indexable like an array, but not iterable (no destructuring). */
+type LookupRow = (string | number | null)[];
+
+async function writePlan(tx: Transaction, plan: GroupPlan, now: number): Promise<void> {
+  await insertRows(tx, 'devices (id, user_id, last_seq, max_lamport, created_at, last_seen_at)',
+    'ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, max_lamport = excluded.max_lamport, last_seen_at = excluded.last_seen_at',
+    [...plan.devices.values()].map((d) => [d.id, d.userId, d.lastSeq, d.maxLamport, now, now]));
+  const seqOf = new Map(plan.entities.map((e) => [entityKey(e.space, e.collection, e.key), e.serverSeq]));
+  await insertRows(tx, 'ops (device, seq, op_id, space, collection, key, result, code, message, server_seq, applied_at)', '',
+    plan.ledger.map((row) => [row.device, row.seq, row.opId, row.space, row.collection, row.key, row.result, row.code,
+      row.message, row.result === 'applied' ? (seqOf.get(entityKey(row.space, row.collection, row.key)) ?? null) : null, now]));
+  // JSON columns as the text drizzle's json mode reads back (JSON.stringify); booleans as 0/1, like drizzle.
+  await insertRows(tx, 'entities (space, collection, key, value, stamps, base, live, deleted, server_seq, updated_at)',
+    `ON CONFLICT (space, collection, key) DO UPDATE SET value = excluded.value, stamps = excluded.stamps, base = excluded.base,
+      live = excluded.live, deleted = excluded.deleted, server_seq = excluded.server_seq, updated_at = excluded.updated_at`,
+    plan.entities.map((e) => [e.space, e.collection, e.key, JSON.stringify(e.fields), JSON.stringify(e.stamps),
+      e.base === null ? null : JSON.stringify(e.base), JSON.stringify(e.live), e.deleted ? 1 : 0, e.serverSeq, now]));
+}
+
+/**
+ * Multi-row `INSERT INTO <into> VALUES (…), (…) <tail>` with bound values (per-row statements are 3–7×
+ * slower). The text depends on the row count, so rows go in chunks of powers of two up to 256: every
+ * text repeats and stays in the connection's statement cache (patches/), n rows take popcount(n) statements.
+ */
+async function insertRows(tx: Transaction, into: string, tail: string, rows: readonly InValue[][]): Promise<void> {
+  for (let at = 0; at < rows.length;) {
+    const size = Math.min(256, 2 ** Math.floor(Math.log2(rows.length - at)));
+    const args: InValue[] = [];
+    for (let i = at; i < at + size; i++) for (const value of rows[i]!) args.push(value);
+    await tx.execute({ sql: `INSERT INTO ${into} VALUES ${placeholders(rows[at]!.length, size)} ${tail}`, args });
+    at += size;
+  }
+}
+
+const placeholderCache = new Map<string, string>();
+function placeholders(width: number, count: number): string {
+  const key = `${width}x${count}`;
+  let text = placeholderCache.get(key);
+  if (text === undefined) {
+    text = Array(count).fill(`(${Array(width).fill('?').join(', ')})`).join(', ');
+    placeholderCache.set(key, text);
+  }
+  return text;
 }
 
 /**

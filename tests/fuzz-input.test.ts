@@ -209,7 +209,8 @@ function generate(r: R): Input {
 
 function fingerprint(db: Database): string {
   const counts = TABLES.map((t) => `${t}=${(db.query(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n}`);
-  const heads = db.query("SELECT key, value FROM meta WHERE key IN ('server_seq', 'lamport') ORDER BY key").all();
+  // The heads are derived (schema/tables.ts `meta`): the newest serverSeq and the highest lamport.
+  const heads = db.query('SELECT (SELECT max(server_seq) FROM entities) AS seq, (SELECT max(max_lamport) FROM devices) AS lamport').get();
   const devices = db.query('SELECT count(*) AS n, coalesce(sum(last_seq), 0) AS s, coalesce(sum(max_lamport), 0) AS l FROM devices').get();
   return JSON.stringify({ counts, heads, devices });
 }

@@ -135,3 +135,37 @@ describe('merge through the server', () => {
     expect(results).toEqual(['zed', 'zed']);
   });
 });
+
+describe('heads (derived from the rows, schema/tables.ts `meta`)', () => {
+  test('after a restart, and after purging the tombstone that held the newest serverSeq, no number is handed out twice', async () => {
+    const own = await startServer();
+    try {
+      const bob = await own.user('bob');
+      const device = 'heads-a';
+      const op = (seq: number, kind: Op['kind'], key: string): Op => ({
+        id: `${device}:${seq}`, device, seq, lamport: 100 + seq, space: bob.space, collection: 'items', key, kind,
+        ...(kind === 'delete' ? {} : { value: { n: seq } }), at: 0,
+      });
+      await push(own.base, bob.token, device, [op(1, 'put', 'a'), op(2, 'put', 'b'), op(3, 'delete', 'b')]);
+      const before = await own.app.decorator.ferry.store.heads();
+      expect(before).toEqual({ serverSeq: 3, lamport: 103 }); // b's tombstone holds seq 3
+      expect(await own.app.decorator.ferry.store.purgeTombstones(Date.now() + 1)).toBe(1);
+      // A fresh process derives the heads from the file: the purged 3 must not come back.
+      await own.stop();
+      const again = await startServer({}, own.dir);
+      try {
+        expect(await again.app.decorator.ferry.store.heads()).toEqual({ serverSeq: 3, lamport: 103 });
+        const next = await push(again.base, bob.token, device, [op(4, 'put', 'c')]);
+        expect(next.body).toMatchObject({ through: 4, lamport: 104 });
+        const page = await fetch(`${again.base}/v1/snapshot?space=${encodeURIComponent(bob.space)}`, {
+          headers: { authorization: `Bearer ${bob.token}` },
+        }).then((r) => r.json() as Promise<any>);
+        expect(page.entities.map((e: any) => [e.key, e.serverSeq])).toEqual([['a', 1], ['c', 4]]);
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      removeDir(own.dir);
+    }
+  });
+});

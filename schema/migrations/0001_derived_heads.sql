@@ -1,0 +1,1 @@
+CREATE INDEX `devices_max_lamport_idx` ON `devices` (`max_lamport`);
