@@ -28,9 +28,6 @@ export interface DeviceRow {
 export interface LedgerRow {
   device: string;
   seq: number;
-  space: string;
-  collection: string;
-  key: string;
   /** Null only for an op rejected because its id was taken: unique ids stay unique. */
   opId: string | null;
   result: Exclude<OpResultKind, 'duplicate'>;
@@ -70,7 +67,8 @@ export interface GroupPlan {
   outcomes: BatchOutcome[];
   /** New and changed devices, keyed by id (the last state wins). */
   devices: Map<string, DeviceRow>;
-  ledger: LedgerRow[];
+  /** New ledger rows, each with the `entityKey` of the entity its op was aimed at. */
+  ledger: (LedgerRow & { entity: string })[];
   /** Changed entities, each once, in serverSeq order. */
   entities: EntityState[];
   serverSeq: number;
@@ -85,7 +83,7 @@ export const entityKey = (space: string, collection: string, key: string) =>
 export function planGroup(batches: readonly Batch[], input: GroupInput): GroupPlan {
   const devices = new Map<string, DeviceRow>();
   const entities = new Map<string, EntityState>();
-  const ledger: LedgerRow[] = [];
+  const ledger: GroupPlan['ledger'] = [];
   const plan = { serverSeq: input.serverSeq, lamport: input.lamport, ids: new Set<string>() };
   const outcomes = batches.map((batch) => {
     const device = devices.get(batch.device) ?? input.devices.get(batch.device);
@@ -144,8 +142,9 @@ function applyOne(
   input: GroupInput,
   entities: Map<string, EntityState>,
   plan: { serverSeq: number; ids: Set<string> },
-): LedgerRow {
-  const base = { device: op.device, seq: op.seq, opId: op.id, space: op.space, collection: op.collection, key: op.key };
+): LedgerRow & { entity: string } {
+  const key = entityKey(op.space, op.collection, op.key);
+  const base = { device: op.device, seq: op.seq, opId: op.id, entity: key };
   if (input.takenIds.has(op.id) || plan.ids.has(op.id)) {
     // It still consumes its seq; the ledger keeps it without an id so op ids stay unique.
     return { ...base, opId: null, result: 'rejected', code: 'invalid', message: `Op id "${op.id}" was already used by another op.` };
@@ -158,7 +157,6 @@ function applyOne(
   }
   const schemaProblem = input.check?.(op.collection, op) ?? null;
   if (schemaProblem) return { ...base, result: 'rejected', code: 'invalid', message: schemaProblem };
-  const key = entityKey(op.space, op.collection, op.key);
   const current = entities.get(key) ?? input.entities.get(key) ?? null;
   const { doc, changed } = applyOp(current, op);
   if (!changed) return { ...base, result: 'superseded', code: null, message: null };

@@ -121,9 +121,9 @@ const LOOKUP = `SELECT 'h', ${HEADS}, NULL, NULL, NULL, NULL, NULL, NULL
       WHERE (user_id, space_id) IN (SELECT value->>0, value->>1 FROM json_each(?2))
     UNION ALL SELECT 'e', space, collection, key, value, stamps, base, live, deleted, server_seq FROM entities
       WHERE (space, collection, key) IN (SELECT value->>0, value->>1, value->>2 FROM json_each(?3))
-    UNION ALL SELECT 'o', device, seq, op_id, space, collection, key, result, code, message FROM ops
+    UNION ALL SELECT 'o', device, seq, op_id, result, code, message, NULL, NULL, NULL FROM ops
       WHERE op_id IN (SELECT value FROM json_each(?4))
-    UNION ALL SELECT 'o', o.device, o.seq, o.op_id, o.space, o.collection, o.key, o.result, o.code, o.message
+    UNION ALL SELECT 'o', o.device, o.seq, o.op_id, o.result, o.code, o.message, NULL, NULL, NULL
       FROM json_each(?5) AS r JOIN ops AS o ON o.device = r.value->>0 AND o.seq BETWEEN r.value->>1 AND r.value->>2`;
 
 /**
@@ -175,8 +175,8 @@ async function loadGroup(tx: Transaction, batches: Batch[]): Promise<Omit<GroupI
         const opId = r[3] === null ? null : String(r[3]);
         if (opId !== null) input.takenIds.add(opId);
         input.ledger.set(ledgerKey(String(r[1]), Number(r[2])), {
-          device: String(r[1]), seq: Number(r[2]), opId, space: String(r[4]), collection: String(r[5]), key: String(r[6]),
-          result: r[7] as LedgerRow['result'], code: r[8] === null ? null : String(r[8]), message: r[9] === null ? null : String(r[9]),
+          device: String(r[1]), seq: Number(r[2]), opId, result: r[4] as LedgerRow['result'],
+          code: r[5] === null ? null : String(r[5]), message: r[6] === null ? null : String(r[6]),
         });
         break;
       }
@@ -193,9 +193,9 @@ async function writePlan(tx: Transaction, plan: GroupPlan, now: number): Promise
     'ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, max_lamport = excluded.max_lamport, last_seen_at = excluded.last_seen_at',
     [...plan.devices.values()].map((d) => [d.id, d.userId, d.lastSeq, d.maxLamport, now, now]));
   const seqOf = new Map(plan.entities.map((e) => [entityKey(e.space, e.collection, e.key), e.serverSeq]));
-  await insertRows(tx, 'ops (device, seq, op_id, space, collection, key, result, code, message, server_seq, applied_at)', '',
-    plan.ledger.map((row) => [row.device, row.seq, row.opId, row.space, row.collection, row.key, row.result, row.code,
-      row.message, row.result === 'applied' ? (seqOf.get(entityKey(row.space, row.collection, row.key)) ?? null) : null, now]));
+  await insertRows(tx, 'ops (device, seq, op_id, result, code, message, server_seq, applied_at)', '',
+    plan.ledger.map((row) => [row.device, row.seq, row.opId, row.result, row.code, row.message,
+      row.result === 'applied' ? (seqOf.get(row.entity) ?? null) : null, now]));
   // JSON columns as the text drizzle's json mode reads back (JSON.stringify); booleans as 0/1, like drizzle.
   await insertRows(tx, 'entities (space, collection, key, value, stamps, base, live, deleted, server_seq, updated_at)',
     `ON CONFLICT (space, collection, key) DO UPDATE SET value = excluded.value, stamps = excluded.stamps, base = excluded.base,
@@ -236,14 +236,23 @@ function placeholders(width: number, count: number): string {
  * then cannot read back (it aborts the whole process).
  */
 function jsonParam(value: unknown): string {
-  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'string' ? wellFormed(v) : v));
+  const text = JSON.stringify(value);
+  // JSON.stringify writes a lone surrogate as a `\udXXX` escape; only then is the slow pass needed.
+  return /\\u[dD][89a-fA-F]/.test(text) ? JSON.stringify(value, (_, v: unknown) => (typeof v === 'string' ? wellFormed(v) : v)) : text;
 }
 
 /** String.prototype.toWellFormed (ES2024; Bun has it, the ES2022 lib types do not). */
 const wellFormed = (text: string): string => (text as unknown as { toWellFormed(): string }).toWellFormed();
 
 function uniqueBy<T>(items: readonly T[], key: (item: T) => string): T[] {
-  const seen = new Map<string, T>();
-  for (const item of items) if (!seen.has(key(item))) seen.set(key(item), item);
-  return [...seen.values()];
+  const seen = new Set<string>();
+  const unique: T[] = [];
+  for (const item of items) {
+    const k = key(item);
+    if (!seen.has(k)) {
+      seen.add(k);
+      unique.push(item);
+    }
+  }
+  return unique;
 }

@@ -1,1 +1,0 @@
-CREATE INDEX `devices_max_lamport_idx` ON `devices` (`max_lamport`);
