@@ -40,6 +40,8 @@ export interface HubOptions {
   metrics: Metrics;
   now: () => number;
   pageSize?: number;
+  /** A `changes` frame carries rows up to about this many bytes (at least one row). */
+  frameBytes?: number;
   /** Above this many buffered bytes a socket gets nothing more until it drains. */
   pauseBytes?: number;
   /** A socket paused longer than this is closed (4008); it resumes from its cursor on reconnect. */
@@ -51,6 +53,9 @@ export function createHub(options: HubOptions) {
   const pageSize = options.pageSize ?? 500;
   const pauseBytes = options.pauseBytes ?? 1024 * 1024;
   const maxPausedMs = options.maxPausedMs ?? 30_000;
+  // Well under pauseBytes: a socket that stops reading holds at most pauseBytes + one frame here. A frame
+  // of a whole page (500 rows of up to 64 KiB) would put up to 32 MiB in each stalled socket's buffer.
+  const frameBytes = options.frameBytes ?? 256 * 1024;
   const byDevice = new Map<string, Set<Connection>>();
   const bySpace = new Map<string, Set<Connection>>();
 
@@ -89,11 +94,10 @@ export function createHub(options: HubOptions) {
       sub.dirty = false;
       const rows = await store.changesSince(space, sub.sent, pageSize);
       if (conn.closed || sub.mode === 'live') return;
-      const fresh = rows.filter((r) => r.serverSeq > sub.sent);
-      if (fresh.length > 0) {
-        sub.sent = fresh.at(-1)!.serverSeq;
-        metrics.count('ferry_catchup_rows_total', fresh.length);
-        if (!send(conn, { type: 'changes', space, entities: fresh, cursor: sub.sent, lamport: lamport() })) return;
+      for (const frame of changeFrames(space, rows.filter((r) => r.serverSeq > sub.sent), lamport(), frameBytes)) {
+        sub.sent = frame.cursor;
+        metrics.count('ferry_catchup_rows_total', frame.rows);
+        if (!send(conn, frame.text)) return;
       }
       if (rows.length < pageSize && !sub.dirty) {
         sub.mode = 'live';
@@ -164,9 +168,9 @@ export function createHub(options: HubOptions) {
         perSpace.set(e.space, list);
       }
       for (const [space, rows] of perSpace) {
-        // The frame of every subscriber that is up to date (the usual case), serialized once: serialized per
+        // The frames of every subscriber that is up to date (the usual case), serialized once: serialized per
         // socket, 1,000 subscribers made JSON.stringify most of the server's thread (docs/benchmarks.md).
-        let whole: string | null = null;
+        let whole: Frame[] | null = null;
         for (const conn of bySpace.get(space) ?? []) {
           const sub = conn.spaces.get(space);
           if (!sub) continue;
@@ -174,11 +178,16 @@ export function createHub(options: HubOptions) {
             sub.dirty = true; // catch-up will read these rows from the database
             continue;
           }
-          const fresh = rows[0]!.serverSeq > sub.sent ? rows : rows.filter((r) => r.serverSeq > sub.sent);
-          if (fresh.length === 0) continue;
-          sub.sent = fresh.at(-1)!.serverSeq;
-          const frame: Down = { type: 'changes', space, entities: fresh, cursor: sub.sent, lamport };
-          if (!send(conn, fresh === rows ? (whole ??= JSON.stringify(frame)) : frame)) sub.mode = 'catching-up';
+          const frames = rows[0]!.serverSeq > sub.sent
+            ? (whole ??= changeFrames(space, rows, lamport, frameBytes))
+            : changeFrames(space, rows.filter((r) => r.serverSeq > sub.sent), lamport, frameBytes);
+          for (const frame of frames) {
+            sub.sent = frame.cursor;
+            if (!send(conn, frame.text)) {
+              sub.mode = 'catching-up'; // resumes from `sent` on drain
+              break;
+            }
+          }
         }
       }
     },
@@ -190,3 +199,35 @@ export function createHub(options: HubOptions) {
 }
 
 export type Hub = ReturnType<typeof createHub>;
+
+interface Frame {
+  text: string;
+  /** serverSeq of the frame's last row: the cursor it carries. */
+  cursor: number;
+  rows: number;
+}
+
+/**
+ * `changes` frames for rows in serverSeq order, each about `maxBytes` at most (one row may exceed it alone),
+ * serialized once. Written by hand around each row's JSON: the same text as
+ * `JSON.stringify({ type: 'changes', space, entities, cursor, lamport })`.
+ */
+export function changeFrames(space: string, rows: readonly EntityWire[], lamport: number, maxBytes: number): Frame[] {
+  const frames: Frame[] = [];
+  const head = `{"type":"changes","space":${JSON.stringify(space)},"entities":[`;
+  let parts: string[] = [];
+  let size = 0;
+  const flush = (cursor: number) => {
+    frames.push({ text: `${head}${parts.join(',')}],"cursor":${cursor},"lamport":${lamport}}`, cursor, rows: parts.length });
+    parts = [];
+    size = 0;
+  };
+  rows.forEach((row, i) => {
+    const json = JSON.stringify(row);
+    if (parts.length > 0 && size + json.length > maxBytes) flush(rows[i - 1]!.serverSeq);
+    parts.push(json);
+    size += json.length;
+  });
+  if (parts.length > 0) flush(rows.at(-1)!.serverSeq);
+  return frames;
+}

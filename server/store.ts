@@ -1,8 +1,8 @@
 // The one module that reads and writes sync data (devices, ledger, entities, meta) in SQL.
-// `commitGroup` is the write side of apply: it loads what `planGroup` needs inside ONE write
-// transaction, writes the plan with one statement per table (per-row statements are 3–7× slower on
-// libSQL; the rows travel as ONE JSON parameter, see `insertFromJson`) and commits. Nothing here knows
-// about HTTP or sockets.
+// `commitGroup` is the write side of apply. Inside ONE write transaction it loads everything `planGroup`
+// needs with ONE statement (`LOOKUP`), then writes the plan with multi-row statements (one per table and
+// power-of-two chunk, see `insertRows`), then commits. A single-op commit is BEGIN, 4 statements, COMMIT.
+// Nothing here knows about HTTP or sockets.
 import type { InValue, Transaction } from '@libsql/client';
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import type { EntityWire } from '../schema/wire.ts';
