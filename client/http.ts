@@ -7,15 +7,16 @@ import { describeIssues, SnapshotBody } from '../schema/wire.ts';
 
 export type TokenSource = () => string | null;
 
-/** fetch with the bearer token, when the app has one. */
+/** fetch with the bearer token, when the app has one. The casts: Bun's `typeof fetch` also has a
+ * `preconnect` member, and the tests type-check this file against Bun's types. */
 export function authFetch(token: TokenSource | undefined): typeof fetch {
-  if (token === undefined) return (input, init) => fetch(input, init);
-  return (input, init) => {
+  if (token === undefined) return ((input, init) => fetch(input, init)) as typeof fetch;
+  return ((input, init) => {
     const headers = new Headers(init?.headers);
     const value = token();
     if (value) headers.set('authorization', `Bearer ${value}`);
     return fetch(input, { ...init, headers });
-  };
+  }) as typeof fetch;
 }
 
 export const SNAPSHOT_PAGE = 500;

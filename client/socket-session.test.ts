@@ -126,7 +126,7 @@ describe('socket session', () => {
     expect(session.info()).toMatchObject({ welcomed: false, subscribed: 0, caughtUp: 0 });
   });
 
-  test('reset: forgets the space (keeping pending ops), reads the snapshot in pages, subscribes from head', async () => {
+  test('reset: forgets the space (keeping pending ops), reads the snapshot in pages, subscribes from the horizon', async () => {
     const { store, session, sent, changed, snapshotCalls, connect, receive } = await setup([
       { space: SPACE, entities: [entity('a', { v: 1 }, 5, 90)], next: 90, head: 120 },
       { space: SPACE, entities: [entity('b', { v: 2 }, 6, 110)], next: null, head: 120 },
@@ -140,9 +140,36 @@ describe('socket session', () => {
     expect(await store.get(SPACE, 'items', 'gone')).toBeNull(); // deleted meanwhile, as far as we can know
     expect(await store.get(SPACE, 'items', 'mine')).toMatchObject({ fields: { v: 9 }, pending: 1 });
     expect((await store.all(SPACE, 'items')).map((e) => e.key)).toEqual(['a', 'b', 'mine']);
-    expect(await store.getCursors()).toEqual({ [SPACE]: 120 });
-    expect(sent.at(-1)).toEqual({ type: 'subscribe', spaces: [{ space: SPACE, cursor: 120 }] });
+    // Not the snapshot's head (120): the rows above the horizon hold tombstones the snapshot leaves out.
+    expect(await store.getCursors()).toEqual({ [SPACE]: 100 });
+    expect(sent.at(-1)).toEqual({ type: 'subscribe', spaces: [{ space: SPACE, cursor: 100 }] });
     expect(changed).toContain(`${SPACE}/*`);
+  });
+
+  // Found by tests/model-socket.test.ts (seed 9000242): a device offline across a purge got `reset`, read
+  // the snapshot (live entities only) and subscribed from its head, past the tombstone of `b` that another
+  // device wrote after the purge. Its own concurrent put of `b`, superseded by that delete, was then acked
+  // and folded into the replica: `b` came back on that device alone, for good.
+  test('reset: a tombstone above the horizon still arrives, so our own superseded op cannot revive the entity', async () => {
+    const deleted: EntityWire = { collection: 'items', key: 'b', fields: {}, stamps: {}, base: [5, 'other'], live: [5, 'other'], deleted: true, serverSeq: 110 };
+    // The server's rows of the space; the snapshot (head 120) has the live one only.
+    const rows: EntityWire[] = [entity('a', { v: 1 }, 4, 105), deleted];
+    const { store, device, session, sent, connect, receive } = await setup([{ space: SPACE, entities: [rows[0]!], next: null, head: 120 }]);
+    session.setSpaces([SPACE]);
+    await store.applyChanges(SPACE, [entity('old', { v: 0 }, 1, 3)], 3);
+    await store.enqueue([{ space: SPACE, collection: 'items', key: 'b', kind: 'put', value: { v: 9 } }], 0);
+    await connect();
+    await receive({ type: 'reset', space: SPACE, horizon: 100 });
+    // The server's catch-up: every row above the cursor subscribed with, tombstones included.
+    const subscribe = sent.at(-1) as Extract<Up, { type: 'subscribe' }>;
+    const from = subscribe.spaces[0]!.cursor;
+    await receive({ type: 'changes', space: SPACE, entities: rows.filter((e) => e.serverSeq > from), cursor: 110, lamport: 5 });
+    await receive({ type: 'caught_up', space: SPACE, cursor: 110 });
+    // Our put is answered: the delete (a higher stamp) won.
+    await receive({ type: 'ack', device, through: 1, lamport: 5, results: [{ seq: 1, id: `${device}:1`, result: 'superseded' }] });
+    expect(await store.get(SPACE, 'items', 'b')).toBeNull();
+    expect((await store.all(SPACE, 'items')).map((e) => e.key)).toEqual(['a']);
+    expect(await store.getCursors()).toEqual({ [SPACE]: 110 });
   });
 
   test('reset whose snapshot cannot be read falls back to a full catch-up from cursor 0', async () => {

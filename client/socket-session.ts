@@ -4,7 +4,8 @@
 //   open ─▶ hello ─ welcome ─▶ raise clock; subscribe wanted spaces with stored cursors; pushes may go
 //             changes ─▶ merge into the replica (pending ops stay on top), cursor = max(cursor, msg)
 //             caught_up ─▶ that space is current          pong ─▶ round trip (serverLag)
-//             reset ─▶ forget the space (keep pending ops), read the paged snapshot, subscribe from head
+//             reset ─▶ forget the space (keep pending ops), read the paged snapshot, subscribe from the
+//                      horizon (the rows above it, tombstones included, which the snapshot leaves out)
 //             ack with a rid of ours ─▶ the socket transport's push resolves (the drainer applies it)
 //             ack without ─▶ an ack of a push made elsewhere (the worker's HTTP, another tab): apply it
 //             error with a rid ─▶ that push fails; with a space ─▶ that space is refused; else recorded
@@ -119,16 +120,23 @@ export function createSocketSession(deps: SessionDeps): SocketSession {
     for (const collection of new Set(applied.changed.map((change) => change.collection))) deps.changed(frame.space, collection);
   };
 
-  /** PROTOCOL.md §7.1. If the snapshot cannot be read, a subscribe from cursor 0 (full catch-up,
-   * tombstones included, never reset) gets the same state, just less compactly. */
-  const onReset = async (space: string, gen: number) => {
+  /**
+   * PROTOCOL.md §7.1. The snapshot holds live entities only, so the tombstones written after the horizon
+   * are not in it; yet the replica needs them: without one, our own op that a delete superseded, once
+   * acked, is folded into the replica's server state and brings the entity back on this device alone
+   * (no change message follows a superseded op). So the cursor becomes the horizon, not the snapshot's
+   * head: the catch-up from there sends every row above the horizon, tombstones included (live rows the
+   * snapshot already gave come again; merging them is idempotent). If the snapshot cannot be read, a
+   * subscribe from cursor 0 (full catch-up, tombstones included, never reset) gets the same state.
+   */
+  const onReset = async (space: string, horizon: number, gen: number) => {
     await store.resetSpace(space);
     caughtUp.delete(space);
     subscribed.delete(space);
     deps.changed(space, ALL_COLLECTIONS);
     let cursor = 0;
     try {
-      cursor = await readSnapshot(space);
+      cursor = await readSnapshot(space, horizon);
     } catch (error) {
       lastError = `Could not read the snapshot of ${space}: ${error instanceof Error ? error.message : String(error)}`;
     }
@@ -136,7 +144,8 @@ export function createSocketSession(deps: SessionDeps): SocketSession {
     if (gen === generation && wanted.includes(space)) await subscribe([space], gen, { [space]: cursor });
   };
 
-  const readSnapshot = async (space: string): Promise<number> => {
+  /** Reads every page of the snapshot into the replica; returns the cursor to catch up from. */
+  const readSnapshot = async (space: string, horizon: number): Promise<number> => {
     let after = 0;
     let head: number | undefined;
     for (;;) {
@@ -144,8 +153,8 @@ export function createSocketSession(deps: SessionDeps): SocketSession {
       head ??= page.head;
       // The cursor moves only with the last page, so a snapshot cut short is read again, not skipped.
       const last = page.next === null;
-      await store.applyChanges(space, page.entities, last ? head : 0);
-      if (last) return head;
+      await store.applyChanges(space, page.entities, last ? horizon : 0);
+      if (last) return horizon;
       after = page.next!;
     }
   };
@@ -189,7 +198,7 @@ export function createSocketSession(deps: SessionDeps): SocketSession {
             deps.updated();
           });
         case 'reset':
-          return enqueue(() => onReset(frame.space, gen));
+          return enqueue(() => onReset(frame.space, frame.horizon, gen));
         case 'ack':
           if (transport.answer(frame)) return;
           return enqueue(async () => {
