@@ -10,7 +10,9 @@
 //
 // WebSocket `/v1/sync` (message level, both directions): drop, duplicate, delay, reorder within a
 // window of a few frames, cut (both sides closed). The subprotocols and headers of the handshake are
-// passed through, so bearer-token subprotocols work.
+// passed through, so bearer-token subprotocols work. `forceNextWs` aims a fault at the next frame(s),
+// `cutWs` cuts connections now, and `observeWs` reports the fate of every frame (delivered, dropped by
+// a fault, or lost because its connection closed first), so a test can tell what a client never got.
 //
 // Every decision comes from one seeded PRNG, so a run is replayable with its seed (scheduling of real
 // I/O aside). `counts` says how many faults of each kind were injected.
@@ -25,6 +27,14 @@ export type WsFault = 'ws-drop' | 'ws-duplicate' | 'ws-delay' | 'ws-reorder' | '
 export type HttpPlan = Partial<Record<HttpFault, number>>;
 export type WsPlan = Partial<Record<WsFault, number>>;
 
+/** One relayed frame's fate. `conn` numbers the relayed connections from 1, in the order they opened. */
+export interface WsEvent {
+  conn: number;
+  to: 'up' | 'down';
+  data: string;
+  fate: 'delivered' | 'dropped' | 'lost';
+}
+
 export interface FaultProxy {
   base: string;
   ws: string;
@@ -33,9 +43,17 @@ export interface FaultProxy {
   setPlan(plan: HttpPlan, wsPlan?: WsPlan): void;
   /** Forces the next push request(s) to get this fault, whatever the plan says. */
   forceNext(fault: HttpFault, times?: number): void;
+  /** Forces the next relayed WebSocket frame(s) (of direction `to`, if given) to get this fault. */
+  forceNextWs(fault: WsFault, times?: number, to?: 'up' | 'down'): void;
+  /** Cuts every relayed socket now (or only connection `conn`), as `ws-cut` does; returns how many. */
+  cutWs(conn?: number): number;
+  /** WebSocket frames held (reorder) or delayed right now, not yet delivered or lost. */
+  pendingWs(): number;
+  /** Reports every relayed frame's fate to `listener` (null: stop reporting). */
+  observeWs(listener: ((event: WsEvent) => void) | null): void;
   /** Points the proxy at another server (a restarted one). */
   setTarget(target: string): void;
-  /** Reseeds the PRNG. */
+  /** Reseeds the PRNG (and forgets WebSocket faults forced and not yet used). */
   reseed(seed: number): void;
   stop(): Promise<void>;
 }
@@ -71,6 +89,7 @@ export function cuttingFetch(inner: typeof fetch = fetch): typeof fetch {
 }
 
 interface WsData {
+  conn: number;
   url: string;
   protocols: string[];
   headers: Record<string, string>;
@@ -87,6 +106,11 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
   let plan: HttpPlan = options.plan ?? {};
   let wsPlan: WsPlan = options.wsPlan ?? {};
   const forced: HttpFault[] = [];
+  const forcedWs: { fault: WsFault; to?: 'up' | 'down' }[] = [];
+  const open = new Set<Bun.ServerWebSocket<WsData>>();
+  let observer: ((event: WsEvent) => void) | null = null;
+  let nextConn = 1;
+  let pending = 0;
   const counts = Object.fromEntries([...HTTP_FAULTS, ...WS_FAULTS, 'forwarded', 'frames'].map((k) => [k, 0])) as FaultProxy['counts'];
 
   const choose = (): HttpFault | null => {
@@ -155,49 +179,71 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
   }
 
   // ── WebSocket relay ──────────────────────────────────────────────────────────────────────────
-  const chooseWs = (): WsFault | null => {
+  const chooseWs = (to: 'up' | 'down'): WsFault | null => {
+    const aimed = forcedWs.findIndex((f) => f.to === undefined || f.to === to);
+    if (aimed >= 0) return forcedWs.splice(aimed, 1)[0]!.fault;
     for (const fault of WS_FAULTS) if (random.chance(wsPlan[fault] ?? 0)) return fault;
     return null;
   };
 
+  const report = (d: WsData, to: 'up' | 'down', data: string, fate: WsEvent['fate']) => observer?.({ conn: d.conn, to, data, fate });
+
+  const cut = (ws: Bun.ServerWebSocket<WsData>) => {
+    ws.data.closed = true;
+    open.delete(ws);
+    ws.data.upstream?.close();
+    ws.close(4000, 'fault-proxy cut');
+  };
+
+  function deliver(ws: Bun.ServerWebSocket<WsData>, to: 'up' | 'down', text: string): void {
+    const d = ws.data;
+    if (d.closed) return report(d, to, text, 'lost');
+    report(d, to, text, 'delivered');
+    if (to === 'down') ws.send(text);
+    else if (d.upstream?.readyState === WebSocket.OPEN) d.upstream.send(text);
+    else d.early.push(text);
+  }
+
+  /** Sends the frames held for reordering in direction `to`, each in its own direction and order. */
+  function flush(ws: Bun.ServerWebSocket<WsData>, to: 'up' | 'down'): void {
+    const d = ws.data;
+    const out = d.held.filter((h) => h.to === to);
+    d.held = d.held.filter((h) => h.to !== to);
+    pending -= out.length;
+    for (const held of out) deliver(ws, to, held.data);
+  }
+
   function relay(ws: Bun.ServerWebSocket<WsData>, to: 'up' | 'down', data: string): void {
     const d = ws.data;
-    if (d.closed) return;
-    const deliver = (text: string) => {
-      if (d.closed) return;
-      if (to === 'down') ws.send(text);
-      else if (d.upstream?.readyState === WebSocket.OPEN) d.upstream.send(text);
-      else d.early.push(text);
-    };
+    if (d.closed) return report(d, to, data, 'lost');
     counts.frames += 1;
-    const fault = chooseWs();
+    const fault = chooseWs(to);
     if (fault !== null) counts[fault] += 1;
     switch (fault) {
       case null:
-        // Frames held for reordering go out after this one.
-        deliver(data);
-        for (const held of d.held.splice(0).filter((h) => h.to === to)) deliver(held.data);
-        return;
+        // Frames held for reordering (this direction's) go out after this one.
+        deliver(ws, to, data);
+        return flush(ws, to);
       case 'ws-drop':
-        return;
+        return report(d, to, data, 'dropped');
       case 'ws-duplicate':
-        deliver(data);
-        deliver(data);
+        deliver(ws, to, data);
+        deliver(ws, to, data);
         return;
       case 'ws-delay':
-        setTimeout(() => deliver(data), random.int(1, 30));
+        pending += 1;
+        setTimeout(() => { pending -= 1; deliver(ws, to, data); }, random.int(1, 30));
         return;
       case 'ws-reorder':
         d.held.push({ to, data });
-        // Bounded window: never hold more than 3 frames, and flush within 50 ms.
-        if (d.held.length > 3) for (const held of d.held.splice(0)) deliver(held.data);
-        else setTimeout(() => { for (const held of d.held.splice(0)) deliver(held.data); }, 50);
+        pending += 1;
+        // Bounded window: never more than 3 frames held per direction, each flushed within 50 ms.
+        if (d.held.filter((h) => h.to === to).length > 3) flush(ws, to);
+        else setTimeout(() => flush(ws, to), 50);
         return;
       case 'ws-cut':
-        d.closed = true;
-        d.upstream?.close();
-        ws.close(4000, 'fault-proxy cut');
-        return;
+        report(d, to, data, 'lost');
+        return cut(ws);
     }
   }
 
@@ -215,7 +261,7 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
         }
         const ok = srv.upgrade(request, {
           headers: protocols.includes('ferry.v1') ? { 'sec-websocket-protocol': 'ferry.v1' } : {},
-          data: { url: `${target.replace(/^http/, 'ws')}${url.pathname}${url.search}`, protocols, headers, early: [], held: [], closed: false },
+          data: { conn: nextConn++, url: `${target.replace(/^http/, 'ws')}${url.pathname}${url.search}`, protocols, headers, early: [], held: [], closed: false },
         });
         return ok ? undefined : new Response('upgrade failed', { status: 400 });
       }
@@ -226,6 +272,7 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
     websocket: {
       open(ws) {
         const d = ws.data;
+        open.add(ws);
         const upstream = new WebSocket(d.url, { protocols: d.protocols, headers: d.headers } as any);
         d.upstream = upstream;
         upstream.addEventListener('open', () => {
@@ -235,6 +282,7 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
         upstream.addEventListener('close', (event) => {
           if (d.closed) return;
           d.closed = true;
+          open.delete(ws);
           // 1005/1006 cannot be sent in a close frame.
           const code = event.code === 1005 || event.code === 1006 ? 1000 : event.code;
           ws.close(code, event.reason);
@@ -245,6 +293,7 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
       },
       close(ws) {
         ws.data.closed = true;
+        open.delete(ws);
         ws.data.upstream?.close();
       },
     },
@@ -262,11 +311,27 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
     forceNext(fault, times = 1) {
       for (let i = 0; i < times; i += 1) forced.push(fault);
     },
+    forceNextWs(fault, times = 1, to) {
+      for (let i = 0; i < times; i += 1) forcedWs.push(to === undefined ? { fault } : { fault, to });
+    },
+    cutWs(conn) {
+      const victims = [...open].filter((ws) => conn === undefined || ws.data.conn === conn);
+      for (const ws of victims) {
+        counts['ws-cut'] += 1;
+        cut(ws);
+      }
+      return victims.length;
+    },
+    pendingWs: () => pending,
+    observeWs(listener) {
+      observer = listener;
+    },
     setTarget(next) {
       target = next.replace(/\/+$/, '');
     },
     reseed(seed) {
       random = rng(seed);
+      forcedWs.length = 0;
     },
     async stop() {
       await server.stop(true);
