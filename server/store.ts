@@ -1,7 +1,7 @@
 // The one module that reads and writes sync data (devices, ledger, entities, meta) in SQL.
 // `commitGroup` is the write side of apply. Inside ONE write transaction it loads everything `planGroup`
-// needs with ONE statement (`LOOKUP`), then writes the plan with multi-row statements (one per table and
-// power-of-two chunk, see `insertRows`), then commits. A single-op commit is BEGIN, 4 statements, COMMIT.
+// needs with ONE statement (`LOOKUP`), then writes the plan with one multi-row statement per table (per
+// 512 rows, see `insertRows`), then commits. A single-op commit is BEGIN, 4 statements, COMMIT.
 // Nothing here knows about HTTP or sockets.
 import type { InValue, Transaction } from '@libsql/client';
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
@@ -205,17 +205,21 @@ async function writePlan(tx: Transaction, plan: GroupPlan, now: number): Promise
 }
 
 /**
- * Multi-row `INSERT INTO <into> VALUES (…), (…) <tail>` with bound values (per-row statements are 3–7×
- * slower). The text depends on the row count, so rows go in chunks of powers of two up to 256: every
- * text repeats and stays in the connection's statement cache (patches/), n rows take popcount(n) statements.
+ * Multi-row `INSERT INTO <into> SELECT * FROM (VALUES (…), …) WHERE column1 IS NOT NULL <tail>` with bound
+ * values (per-row statements are 3–7× slower). A statement's text depends on its row count, and only a
+ * repeated text stays in the connection's statement cache (patches/), so the rows are padded with all-NULL
+ * rows (filtered out by the WHERE: every table's first column is NOT NULL) up to one of 14 sizes:
+ * 1, 2, 4 … 32, then multiples of 64 up to 512. Any batch of up to 512 rows is ONE statement.
  */
 async function insertRows(tx: Transaction, into: string, tail: string, rows: readonly InValue[][]): Promise<void> {
-  for (let at = 0; at < rows.length;) {
-    const size = Math.min(256, 2 ** Math.floor(Math.log2(rows.length - at)));
+  for (let at = 0; at < rows.length; at += 512) {
+    const count = Math.min(512, rows.length - at);
+    const size = count <= 32 ? 2 ** Math.ceil(Math.log2(count)) : Math.ceil(count / 64) * 64;
+    const width = rows[at]!.length;
     const args: InValue[] = [];
-    for (let i = at; i < at + size; i++) for (const value of rows[i]!) args.push(value);
-    await tx.execute({ sql: `INSERT INTO ${into} VALUES ${placeholders(rows[at]!.length, size)} ${tail}`, args });
-    at += size;
+    for (let i = at; i < at + count; i++) for (const value of rows[i]!) args.push(value);
+    for (let i = count * width; i < size * width; i++) args.push(null);
+    await tx.execute({ sql: `INSERT INTO ${into} SELECT * FROM (VALUES ${placeholders(width, size)}) WHERE column1 IS NOT NULL ${tail}`, args });
   }
 }
 
