@@ -6,33 +6,13 @@
 //   - each device's `count_<i>` entity holds its last counter value (a lost or stale write shows)
 //   - every replica, after folding in the server's changes, holds exactly the server's docs, values
 //     AND stamps, tombstones included; `all()` shows the server's live fields (invariant 4)
-import type { IDBFactory } from 'fake-indexeddb';
 import { sql } from 'drizzle-orm';
 import { applyOp, docEquals } from '../../core/merge.ts';
 import type { Doc } from '../../core/types.ts';
 import { docOfWire } from '../../sw/records.ts';
 import { checkResends } from './model-commands.ts';
 import type { Device, ModelEnv } from './model-device.ts';
-
-/** Reads a device's raw entity records (the replica's docs with their stamps). */
-export function rawEntities(factory: IDBFactory): Promise<Array<{ space: string; collection: string; key: string; doc: Doc | null; pending: number }>> {
-  return new Promise((resolve, reject) => {
-    const open = factory.open('ferry');
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const db = open.result;
-      const get = db.transaction('entities', 'readonly').objectStore('entities').getAll();
-      get.onsuccess = () => { db.close(); resolve(get.result); };
-      get.onerror = () => { db.close(); reject(get.error); };
-    };
-  });
-}
-
-export function stableDoc(doc: Doc | null): string {
-  if (doc === null) return 'null';
-  const sortKeys = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1)));
-  return JSON.stringify({ ...doc, fields: sortKeys(doc.fields), stamps: sortKeys(doc.stamps) });
-}
+import { rawEntities, stableDoc } from './model-socket-checks.ts';
 
 /** Ledger: exactly seqs 1..n per device, once each, none rejected; per-device order (rowid). */
 async function checkLedger(env: ModelEnv, devices: readonly Device[]): Promise<void> {
