@@ -83,9 +83,9 @@ export function createSyncStore(db: FerryDb, check?: CollectionCheck): SyncStore
         const horizons = new Map<string, number>();
         for (const row of gone) horizons.set(row.space, Math.max(horizons.get(row.space) ?? 0, row.serverSeq));
         // `purged_seq` keeps the serverSeq head derivable when the newest entity was a purged tombstone.
-        const purged = Math.max(0, ...horizons.values());
-        for (const [key, seq] of [...[...horizons].map(([space, seq]) => [`horizon:${space}`, seq] as const), ['purged_seq', purged] as const]) {
-          if (seq === 0) continue;
+        const raised: [string, number][] = [...horizons].map(([space, seq]) => [`horizon:${space}`, seq]);
+        if (raised.length > 0) raised.push(['purged_seq', Math.max(...horizons.values())]);
+        for (const [key, seq] of raised) {
           await tx.insert(meta).values({ key, value: String(seq) })
             .onConflictDoUpdate({ target: meta.key, set: { value: sql`max(CAST(${meta.value} AS INTEGER), ${seq})` } });
         }
@@ -109,9 +109,18 @@ export function toWire(row: typeof entities.$inferSelect): EntityWire {
 const HEADS = `(SELECT max(server_seq) FROM entities),
   (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'purged_seq'), (SELECT max(max_lamport) FROM devices)`;
 
+/**
+ * The heads from HEADS' three columns, starting at `at` in a libSQL row (indexable, not iterable); each is
+ * NULL on an empty database.
+ */
+const headsOf = (row: { readonly [column: number]: unknown }, at: number) => ({
+  serverSeq: Math.max(Number(row[at] ?? 0), Number(row[at + 1] ?? 0)),
+  lamport: Number(row[at + 2] ?? 0),
+});
+
 async function readHeads(db: FerryDb): Promise<{ serverSeq: number; lamport: number }> {
-  const [row] = await db.values<[number | null, number | null, number | null]>(sql.raw(`SELECT ${HEADS}`));
-  return { serverSeq: Math.max(row?.[0] ?? 0, row?.[1] ?? 0), lamport: row?.[2] ?? 0 };
+  const [row] = await db.values(sql.raw(`SELECT ${HEADS}`));
+  return headsOf(row ?? [], 0);
 }
 
 const LOOKUP = `SELECT 'h', ${HEADS}, NULL, NULL, NULL, NULL, NULL, NULL
@@ -153,8 +162,7 @@ async function loadGroup(tx: Transaction, batches: Batch[]): Promise<Omit<GroupI
   for (const r of rows) {
     switch (r[0]) {
       case 'h':
-        input.serverSeq = Math.max(Number(r[1] ?? 0), Number(r[2] ?? 0));
-        input.lamport = Number(r[3] ?? 0);
+        Object.assign(input, headsOf(r, 1));
         break;
       case 'd':
         input.devices.set(String(r[1]), { id: String(r[1]), userId: String(r[2]), lastSeq: Number(r[3]), maxLamport: Number(r[4]) });
@@ -184,9 +192,6 @@ async function loadGroup(tx: Transaction, batches: Batch[]): Promise<Omit<GroupI
   }
   return input;
 }
-
-/** A libSQL row: indexable like an array, but not iterable (no destructuring). */
-type LookupRow = (string | number | null)[];
 
 async function writePlan(tx: Transaction, plan: GroupPlan, now: number): Promise<void> {
   await insertRows(tx, 'devices (id, user_id, last_seq, max_lamport, created_at, last_seen_at)',
