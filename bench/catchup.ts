@@ -3,10 +3,10 @@
 // `caught_up`, the client JSON.parsing every frame. Baseline: a raw Bun WebSocket server streaming a raw
 // paged SELECT (500 rows a page, keyset on server_seq, the same index) of the same rows from the same file,
 // one JSON page per frame with the same 1 MiB backpressure pause as the hub, to the same client.
-// Reported as rows/s, so the target reads like throughput (≥ 0.5×).
+// Reported as rows/s, so the target reads like throughput (≥ 0.9×).
 import type { ServerWebSocket } from 'bun';
 import { putOps, median, round, sleep, type Row, type Suite } from './lib.ts';
-import { removeDir, startServer, type TestServer } from '../tests/support/server.ts';
+import { push, removeDir, startServer, type TestServer } from '../tests/support/server.ts';
 import { connect, ferrySocket, type BenchSocket } from './ws-client.ts';
 
 const PAGE = 500;
@@ -92,6 +92,11 @@ export const catchupSuite: Suite = {
       for (let r = 0; r < rounds; r++) {
         const run = {
           ferry: async () => {
+            // One rewrite of a seeded key through the real push path first: its notice drops the pages the hub
+            // keeps for subscribers reading from the same cursor, so every round reads the database like a
+            // lone device catching up (the entity count stays `total`).
+            const answer = await push(server.base, user.token, 'rewriter', putOps('rewriter', user.space, r + 1, [`c${r + 1}`]));
+            if (answer.status !== 200) throw new Error(`catch-up: the rewrite was answered ${answer.status}`);
             const socket = await ferrySocket(server.ws, user.token, `reader-${r}`);
             times.ferry.push(await drain(socket, () => socket.send({ type: 'subscribe', spaces: [{ space: user.space, cursor: 0 }] }), total));
             socket.close();
@@ -115,7 +120,7 @@ export const catchupSuite: Suite = {
         unit: 'rows/s',
         ferry: rate(median(times.ferry)),
         baseline: rate(median(times.raw)),
-        target: { on: 'ratio', min: 0.5 },
+        target: { on: 'ratio', min: 0.9 },
         detail: { total, rounds, ferryMs: times.ferry.map((x) => round(x)), rawMs: times.raw.map((x) => round(x)) },
       } satisfies Row];
     } finally {

@@ -8,8 +8,11 @@
 //     migrations, WAL + synchronous=FULL) in its own transaction. Also the worker's JS heap (CDP) during
 //     Ferry's drain at three outbox sizes: it must not grow with the outbox.
 //  2. Local writes. Ferry's page API `put`, awaited one at a time, against raw IndexedDB puts, one per
-//     transaction with durability 'strict', in the same page; and the store's `enqueue` with 500 drafts
-//     per transaction against 500 raw puts per 'strict' transaction, in the same page.
+//     transaction with durability 'strict', in the same page; bursts of 500 page-API puts issued in one
+//     turn (they share a transaction) and `ferry.batch` of 500, against 500 raw puts per 'strict'
+//     transaction; and the store's `enqueue` with 500 drafts per transaction against the same. Ferry and
+//     raw run interleaved in rounds; each row is the median of the rounds' rates. FERRY_BENCH_LOCAL=1 runs
+//     only this part (for iterating on the store's write path).
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
@@ -18,7 +21,7 @@ import {
   buildWeb, ledgerCount, openApp, openRaw, rawSignIn, signIn, startWebServer, until, workerHeap,
 } from '../tests/support/ferry-page.ts';
 import { removeDir, type TestServer } from '../tests/support/server.ts';
-import { benchDb, rawCommit, round, tempDir, type Row, type Suite } from './lib.ts';
+import { benchDb, median, rawCommit, round, tempDir, type Row, type Suite } from './lib.ts';
 
 const ROOT = path.resolve(import.meta.dir, '..');
 const BUILT = path.join(ROOT, '.tmp/bench-pages');
@@ -89,8 +92,8 @@ async function startBaselineServer(dir: string, workerFile: string) {
 // ── raw IndexedDB in the page ──────────────────────────────────────────────────────────────────────────
 
 /** `count` op-shaped records put in transactions of `per`, durability 'strict'; returns ms. */
-function rawIdbPuts(page: Page, count: number, per: number, name: string): Promise<number> {
-  return page.evaluate(async ({ count, per, name }) => {
+function rawIdbPuts(page: Page, count: number, per: number, name: string, from = 0): Promise<number> {
+  return page.evaluate(async ({ count, per, name, from }) => {
     const db = await new Promise<IDBDatabase>((resolve, reject) => {
       const open = indexedDB.open(name, 1);
       open.onupgradeneeded = () => open.result.createObjectStore('outbox', { keyPath: 'seq' });
@@ -98,10 +101,10 @@ function rawIdbPuts(page: Page, count: number, per: number, name: string): Promi
       open.onerror = () => reject(open.error);
     });
     const started = performance.now();
-    for (let i = 0; i < count; i += per) {
+    for (let i = from; i < from + count; i += per) {
       const tx = db.transaction('outbox', 'readwrite', { durability: 'strict' });
       const store = tx.objectStore('outbox');
-      for (let j = i; j < Math.min(count, i + per); j++) {
+      for (let j = i; j < Math.min(from + count, i + per); j++) {
         store.put({ id: `raw:${j + 1}`, device: 'raw', seq: j + 1, lamport: j + 1, space: 's', collection: 'items', key: `k${j}`, kind: 'put', value: { n: j }, at: Date.now() });
       }
       await new Promise<void>((resolve, reject) => {
@@ -112,7 +115,7 @@ function rawIdbPuts(page: Page, count: number, per: number, name: string): Promi
     const ms = performance.now() - started;
     db.close();
     return ms;
-  }, { count, per, name });
+  }, { count, per, name, from });
 }
 
 // ── the suite ──────────────────────────────────────────────────────────────────────────────────────────
@@ -120,10 +123,14 @@ function rawIdbPuts(page: Page, count: number, per: number, name: string): Promi
 export const chromiumSuite: Suite = {
   name: 'chromium',
   async run({ quick, log }) {
+    // FERRY_BENCH_DRAIN_ONLY=1: the drain row alone (no local writes, no heap runs), for iterating on it.
+    const drainOnly = process.env.FERRY_BENCH_DRAIN_ONLY === '1';
     const DRAIN = quick ? 1_000 : 10_000;
-    const HEAP_SIZES = quick ? [500, 1_000, 2_000] : [1_000, 10_000, 50_000];
+    const HEAP_SIZES = drainOnly ? [] : quick ? [500, 1_000, 2_000] : [1_000, 10_000, 50_000];
     const SINGLE = quick ? 200 : 1_000;
     const BATCHED = quick ? 2_000 : 10_000;
+    const BURST = 500;
+    const LOCAL_ROUNDS = quick ? 5 : 7;
     const rows: Row[] = [];
     const devices: Device[] = [];
     const launch = async () => { const d = await launchDevice(); devices.push(d); return d; };
@@ -134,40 +141,85 @@ export const chromiumSuite: Suite = {
     await ferry.user('bench');
     const baseline = await startBaselineServer(tmp.dir, workerFile);
     try {
-      // ── 2. local writes ──
-      {
+      // ── 2. local writes: Ferry and raw IndexedDB interleaved, round by round; each row is the median
+      // of the rounds' rates (this machine is shared, and one long block of each would compare moments). ──
+      if (!drainOnly) {
         const device = await launch();
         const app = await openApp(device, ferry);
         const { spaces } = await signIn(app, 'bench');
         await device.context.setOffline(true);
-        const api = await app.evaluate(async ({ space, n }) => {
-          const items = (window as any).ferry.collection(space, 'bench');
-          const started = performance.now();
-          for (let i = 0; i < n; i++) await items.put(`k${i}`, { n: i });
-          return performance.now() - started;
-        }, { space: spaces[0].id, n: SINGLE });
-        const rawSingle = await rawIdbPuts(app, SINGLE, 1, 'bench-raw-single');
-        rows.push({
-          benchmark: 'local put, 1 per transaction (page API vs raw IDB strict)', unit: 'ops/s',
-          ferry: SINGLE / (api / 1000), baseline: SINGLE / (rawSingle / 1000),
-          detail: { ops: SINGLE, ferryMs: round(api), rawMs: round(rawSingle) },
-        });
-
         const rawDevice = await launch();
         const raw = await openRaw(rawDevice, ferry);
         const login = await rawSignIn(raw, 'bench');
         await rawDevice.context.setOffline(true);
-        const batched = await raw.evaluate(({ space, n }) => (window as any).raw.enqueue(n, 500, space), { space: login.spaces[0].id, n: BATCHED });
-        const rawBatched = await rawIdbPuts(raw, BATCHED, 500, 'bench-raw-batched');
+        const space = spaces[0].id;
+        const rates = new Map<string, number[]>();
+        const ms = new Map<string, number>();
+        const note = (name: string, ops: number, took: number) => {
+          rates.set(name, [...(rates.get(name) ?? []), ops / (took / 1000)]);
+          ms.set(name, (ms.get(name) ?? 0) + took);
+        };
+        const single = Math.ceil(SINGLE / LOCAL_ROUNDS);
+        const batched = Math.ceil(BATCHED / LOCAL_ROUNDS / BURST) * BURST;
+        for (let r = 0; r < LOCAL_ROUNDS; r++) {
+          note('api', single, await app.evaluate(async ({ space, n, from }) => {
+            const items = (window as any).ferry.collection(space, 'bench');
+            const started = performance.now();
+            for (let i = from; i < from + n; i++) await items.put(`k${i}`, { n: i });
+            return performance.now() - started;
+          }, { space, n: single, from: r * single }));
+          note('rawSingle', single, await rawIdbPuts(app, single, 1, 'bench-raw-single', r * single));
+          // How apps write a burst: BURST puts issued in one turn, each awaited only together.
+          note('burst', batched, await app.evaluate(async ({ space, n, per, from }) => {
+            const items = (window as any).ferry.collection(space, 'bench');
+            const started = performance.now();
+            for (let i = from; i < from + n; i += per) {
+              await Promise.all(Array.from({ length: per }, (_, j) => items.put(`b${i + j}`, { n: i + j })));
+            }
+            return performance.now() - started;
+          }, { space, n: batched, per: BURST, from: r * batched }));
+          note('rawBurst', batched, await rawIdbPuts(app, batched, BURST, 'bench-raw-burst', r * batched));
+          note('atomic', batched, await app.evaluate(async ({ space, n, per, from }) => {
+            const ferry = (window as any).ferry;
+            const items = ferry.collection(space, 'bench');
+            const started = performance.now();
+            for (let i = from; i < from + n; i += per) {
+              await ferry.batch(() => { for (let j = i; j < i + per; j++) items.put(`a${j}`, { n: j }); });
+            }
+            return performance.now() - started;
+          }, { space, n: batched, per: BURST, from: r * batched }));
+          note('enqueue', batched, await raw.evaluate(({ space, n, from }) => (window as any).raw.enqueue(n, 500, space, from), { space: login.spaces[0].id, n: batched, from: r * batched }));
+          note('rawBatched', batched, await rawIdbPuts(raw, batched, 500, 'bench-raw-batched', r * batched));
+        }
+        const rate = (name: string) => median(rates.get(name)!);
+        const detail = (name: string, base: string, ops: number) => ({
+          ops: ops * LOCAL_ROUNDS, rounds: LOCAL_ROUNDS, ferryMs: round(ms.get(name)!), rawMs: round(ms.get(base)!),
+          ratios: rates.get(name)!.map((x, i) => round(x / rates.get(base)![i]!, 2)),
+        });
+        rows.push({
+          benchmark: 'local put, 1 per transaction (page API vs raw IDB strict)', unit: 'ops/s',
+          ferry: rate('api'), baseline: rate('rawSingle'), target: { on: 'ratio', min: 0.8 }, detail: detail('api', 'rawSingle', single),
+        });
+        rows.push({
+          benchmark: `local put, ${BURST} issued in one turn (page API vs raw IDB strict, ${BURST} per transaction)`, unit: 'ops/s',
+          ferry: rate('burst'), baseline: rate('rawBurst'), target: { on: 'ratio', min: 0.5 }, detail: detail('burst', 'rawBurst', batched),
+        });
+        rows.push({
+          benchmark: `local put, ferry.batch of ${BURST} (page API vs raw IDB strict, ${BURST} per transaction)`, unit: 'ops/s',
+          ferry: rate('atomic'), baseline: rate('rawBurst'), target: { on: 'ratio', min: 0.5 }, detail: detail('atomic', 'rawBurst', batched),
+        });
         rows.push({
           benchmark: 'local put, 500 per transaction (store.enqueue vs raw IDB strict)', unit: 'ops/s',
-          ferry: BATCHED / (batched / 1000), baseline: BATCHED / (rawBatched / 1000),
-          detail: { ops: BATCHED, ferryMs: round(batched), rawMs: round(rawBatched) },
+          ferry: rate('enqueue'), baseline: rate('rawBatched'), detail: detail('enqueue', 'rawBatched', batched),
         });
-        log(`  local writes: api ${round(api)} ms / raw ${round(rawSingle)} ms for ${SINGLE}; batched ${round(batched)} / raw ${round(rawBatched)} ms for ${BATCHED}`);
+        log(`  local writes, ${LOCAL_ROUNDS} rounds: api ${round(ms.get('api')!)} ms / raw ${round(ms.get('rawSingle')!)} ms for ${single * LOCAL_ROUNDS}; enqueue ${round(ms.get('enqueue')!)} / raw ${round(ms.get('rawBatched')!)} ms for ${batched * LOCAL_ROUNDS}`);
+        log(`  bursts of ${BURST}: one turn ${round(ms.get('burst')!)} ms, ferry.batch ${round(ms.get('atomic')!)} ms, raw ${round(ms.get('rawBurst')!)} ms for ${batched * LOCAL_ROUNDS}`);
         await Promise.all([device.close(), rawDevice.close()]);
         devices.length = 0;
       }
+
+      // FERRY_BENCH_LOCAL=1: only the local writes above (for iterating on the store's write path).
+      if (process.env.FERRY_BENCH_LOCAL === '1') return rows;
 
       // ── 1. drain after reconnect: Ferry at several outbox sizes (heap), the DRAIN size timed ──
       const device = await launch();
@@ -251,6 +303,7 @@ export const chromiumSuite: Suite = {
           detail: { peakWithGarbageMB: round(h.peak / 1e6), beforeMB: round(h.before / 1e6), afterMB: round(h.after / 1e6), drainMs: round(h.ms) },
         });
       }
+      if (drainOnly) return rows;
       const small = heapBySize.get(HEAP_SIZES[0]!)!;
       const large = heapBySize.get(HEAP_SIZES.at(-1)!)!;
       rows.push({

@@ -1,7 +1,9 @@
 // A child process that holds benchmark sockets for bench/fanout.ts, driven over Bun IPC:
 //
 //   open  { url, token, space, count, hot, sample, prefix } → opened { count, ms }   hello + subscribe each
-//   write { url, token, space, writers, perWriterHz, ms, prefix } → written { pushMs[], errors }
+//   write { url, token, space, writers, perWriterHz, ms, prefix, urls? } → written { pushMs[], errors }
+//   flood { urls, token, space, writers, batch, ms, prefix } → flooded { ops, pushMs[], errors }   closed loop
+// (`urls`: writer i talks to urls[i % urls.length], e.g. spread over several server instances)
 //   stats {} → stats { fanout: [bin, count][], entities, frames, … }          fan-out since the last `reset`
 //   reset {} → reset {}
 //   bye   {} → (closes every socket and exits)
@@ -72,10 +74,11 @@ async function open(m: { url: string; token: string; space: string; count: numbe
   send({ kind: 'opened', count: m.count, ms: performance.now() - started });
 }
 
-async function write(m: { url: string; token: string; space: string; writers: number; perWriterHz: number; ms: number; prefix: string }) {
+async function write(m: { url: string; urls?: string[]; token: string; space: string; writers: number; perWriterHz: number; ms: number; prefix: string }) {
   const pushMs: number[] = [];
   const errors: string[] = [];
-  const writers = await Promise.all(Array.from({ length: m.writers }, (_, i) => ferrySocket(m.url, m.token, `${m.prefix}-${i}`)));
+  const urls = m.urls ?? [m.url];
+  const writers = await Promise.all(Array.from({ length: m.writers }, (_, i) => ferrySocket(urls[i % urls.length]!, m.token, `${m.prefix}-${i}`)));
   const period = 1000 / m.perWriterHz;
   const deadline = performance.now() + m.ms;
   await Promise.all(writers.map(async (socket, i) => {
@@ -112,10 +115,46 @@ async function write(m: { url: string; token: string; space: string; writers: nu
   send({ kind: 'written', pushMs, errors });
 }
 
+/** Closed loop: each writer pushes a batch of `batch` fresh-key ops, waits for its ack, and pushes the next. */
+async function flood(m: { urls: string[]; token: string; space: string; writers: number; batch: number; ms: number; prefix: string }) {
+  const pushMs: number[] = [];
+  const errors: string[] = [];
+  let ops = 0;
+  const deadline = performance.now() + m.ms;
+  await Promise.all(Array.from({ length: m.writers }, async (_, i) => {
+    const device = `${m.prefix}-${i}`;
+    const socket = await ferrySocket(m.urls[i % m.urls.length]!, m.token, device);
+    let seq = 1;
+    for (let rid = 1; performance.now() < deadline; rid += 1) {
+      const batch = Array.from({ length: m.batch }, (_, k) => ({
+        id: `${device}:${seq + k}`, device, seq: seq + k, lamport: seq + k, space: m.space, collection: 'items', key: `${device}-${seq + k}`,
+        kind: 'put', value: { t: wallMs(), n: seq + k }, at: Date.now(),
+      }));
+      const sent = performance.now();
+      socket.send({ type: 'push', rid, device, ops: batch });
+      const answer = await socket.next((f) => f.rid === rid, 60_000);
+      if (answer.type !== 'ack' && answer.code === 'rate_limited') {
+        await new Promise((resolve) => setTimeout(resolve, answer.retryAfterMs ?? 10)); // resent as the next push
+        continue;
+      }
+      if (answer.type !== 'ack') {
+        errors.push(`${answer.code}: ${answer.message}`);
+        break;
+      }
+      pushMs.push(performance.now() - sent);
+      ops += m.batch;
+      seq += m.batch;
+    }
+    socket.close();
+  }));
+  send({ kind: 'flooded', ops, pushMs, errors });
+}
+
 process.on('message', (m: any) => {
   const fail = (error: unknown) => send({ kind: 'error', message: String(error instanceof Error ? error.stack : error) });
   if (m.kind === 'open') void open(m).catch(fail);
   else if (m.kind === 'write') void write(m).catch(fail);
+  else if (m.kind === 'flood') void flood(m).catch(fail);
   else if (m.kind === 'stats') {
     const bins: [number, number][] = [];
     for (let i = 0; i < BINS; i++) if (fanout[i]) bins.push([i, fanout[i]!]);

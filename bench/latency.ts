@@ -116,7 +116,8 @@ export const latencySuite: Suite = {
           log(`  push→ack ${size} op${size > 1 ? 's' : ''} ${label}: ferry ${round(ferry)} ms, raw ${round(raw)} ms`);
           rows.push({
             benchmark: `push→ack ${size === 1 ? '1 op' : `${size} ops`} ${label}`,
-            unit: 'ms', ferry, baseline: raw, target: { on: 'ratio', max: 2 },
+            // Issue 17: the 100-op p50 should come within 1.5× of a raw echo plus one commit.
+            unit: 'ms', ferry, baseline: raw, target: { on: 'ratio', max: size === 100 && label === 'p50' ? 1.5 : 2 },
             detail: { samples: samples.ferry.length, rounds, ferryCommitGroupMsMean: round(commitMs), ferryMax: round(quantile(samples.ferry, 1)), rawMax: round(quantile(samples.raw, 1)) },
           });
         }

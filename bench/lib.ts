@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Client, InArgs } from '@libsql/client';
 import type { Op } from '../core/types.ts';
 import { createAccounts } from '../server/accounts.ts';
-import { migrate, openDatabase, type Database } from '../server/db.ts';
+import { migrate, openDatabase, type Database } from '../server/storage/db.ts';
 
 // ── rows ────────────────────────────────────────────────────────────────────────────────────────────────
 

@@ -4,18 +4,26 @@
 // JavaScript (drizzle building queries and mapping rows, planGroup, serializing). The raw baseline's
 // commit is timed the same way for comparison.
 //
-//   bun bench/profile-apply.ts [--size 500] [--batches 40] [--updates]
+//   bun bench/profile-apply.ts [--size 500] [--batches 40] [--updates] [--pages]
+//
+// --pages instead counts what each commit writes: WAL pages per commit (checkpoints off, so the WAL only
+// grows) and how many pages each table and index grew by, for both sides. COMMIT's fsync and the
+// checkpoints after it are paid per page, so this is what a commit costs beyond CPU.
 //
 // For a CPU profile of the same loop instead: bun --cpu-prof --cpu-prof-dir=/tmp/prof bench/profile-apply.ts,
 // then bun bench/cpuprofile-summary.ts /tmp/prof/*.cpuprofile.
+import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Client } from '@libsql/client';
-import { createSyncStore } from '../server/store.ts';
+import { createSyncStore } from '../server/storage/sync-store.ts';
 import { benchDb, putOps, rawCommit, round, tempDir } from './lib.ts';
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { size: { type: 'string', default: '500' }, batches: { type: 'string', default: '40' }, updates: { type: 'boolean', default: false } },
+  options: {
+    size: { type: 'string', default: '500' }, batches: { type: 'string', default: '40' },
+    updates: { type: 'boolean', default: false }, pages: { type: 'boolean', default: false },
+  },
 });
 const SIZE = Number(values.size);
 const BATCHES = Number(values.batches);
@@ -65,12 +73,41 @@ async function measure(label: string, write: (b: number) => Promise<void>, spent
   for (const [key, ms] of [...spent.statements].sort((a, b) => b[1] - a[1])) console.log(`  ${String(per(ms)).padStart(7)} ms  ${key}`);
 }
 
+/** Pages per table and index (SQLite's dbstat), to see which of them a commit grows. */
+async function pagesOf(client: Client): Promise<Map<string, number>> {
+  const { rows } = await client.execute('SELECT name, count(*) FROM dbstat GROUP BY name');
+  return new Map(rows.map((r) => [String(r[0]), Number(r[1])]));
+}
+
+async function pages(label: string, file: string, client: Client, write: (b: number) => Promise<void>) {
+  await client.execute('PRAGMA wal_autocheckpoint=0'); // on the write connection: the pool has one
+  await write(0);
+  const before = { wal: statSync(`${file}-wal`).size, pages: await pagesOf(client) };
+  for (let b = 1; b <= BATCHES; b++) await write(b);
+  const after = await pagesOf(client);
+  const page = Number((await client.execute('PRAGMA page_size')).rows[0]![0]);
+  const grown = [...after].map(([name, n]) => [name, (n - (before.pages.get(name) ?? 0)) / BATCHES] as const).filter(([, n]) => n > 0);
+  console.log(`${label}: ${round((statSync(`${file}-wal`).size - before.wal) / BATCHES / (page + 24), 3)} WAL pages per ${SIZE}-op commit; grown per commit: ${grown.map(([name, n]) => `${name} ${round(n, 3)}`).join(', ')}`);
+}
+
 const tmp = tempDir('profile-apply');
 try {
   const ferry = await benchDb(tmp.dir, 'ferry.db');
   const raw = await benchDb(tmp.dir, 'raw.db');
   const store = createSyncStore(ferry.database.db);
   let seq = 1;
+  if (values.pages) {
+    await pages('ferry commitGroup', `${tmp.dir}/ferry.db`, ferry.client, async (b) => {
+      await store.commitGroup([{ userId: ferry.userId, device: 'd', ops: putOps('d', ferry.space, seq, keysOf(b)) }], Date.now());
+      seq += SIZE;
+    });
+    let rawSeq = 1;
+    await pages('raw multi-row upsert', `${tmp.dir}/raw.db`, raw.client, async (b) => {
+      await rawCommit(raw.client, putOps('d', raw.space, rawSeq, keysOf(b)), rawSeq);
+      rawSeq += SIZE;
+    });
+    process.exit(0);
+  }
   await measure('ferry commitGroup', async (b) => {
     const ops = putOps('d', ferry.space, seq, keysOf(b));
     await store.commitGroup([{ userId: ferry.userId, device: 'd', ops }], Date.now());

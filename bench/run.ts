@@ -6,7 +6,7 @@
 // and writes bench/results/latest.json. Each figure comes with a baseline measured in the same run on the
 // same machine (it is noisy), so read the ratio, not the absolute numbers.
 //
-//   bun bench/run.ts                   the whole bench (~5–6 min; chromium alone is ~4–5 min)
+//   bun bench/run.ts                   the whole bench (~6–7 min; chromium alone is ~4–5 min)
 //   bun bench/run.ts --quick           a smaller version of every suite (~45 s)
 //   bun bench/run.ts --only apply,catchup   (writes bench/results/only-apply,catchup.json instead)
 //
@@ -17,13 +17,17 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { applySuite } from './apply.ts';
+import { bundleSuite } from './bundle.ts';
 import { catchupSuite } from './catchup.ts';
 import { chromiumSuite } from './chromium.ts';
+import { denoSuite } from './deno.ts';
 import { fanoutSuite } from './fanout.ts';
 import { latencySuite } from './latency.ts';
+import { logicSuite } from './logic.ts';
+import { scaleSuite } from './scale.ts';
 import { ratioOf, round, rowOk, targetText, type Row, type Suite } from './lib.ts';
 
-const SUITES: Suite[] = [applySuite, latencySuite, catchupSuite, fanoutSuite, chromiumSuite];
+const SUITES: Suite[] = [applySuite, logicSuite, latencySuite, denoSuite, catchupSuite, fanoutSuite, scaleSuite, chromiumSuite, bundleSuite];
 
 function parseArgs(argv: string[]) {
   const quick = argv.includes('--quick');

@@ -2,7 +2,7 @@
 // deletes not at all, with a FerryError that names the field.
 import { describe, expect, test } from 'bun:test';
 import * as v from 'valibot';
-import { checkValue } from './collection.ts';
+import { checkValue, withVersion } from './collection.ts';
 import { FerryError } from './errors.ts';
 
 const schemas = { items: v.object({ title: v.string(), done: v.boolean() }) };
@@ -30,5 +30,15 @@ describe('checkValue', () => {
     expect(() => checkValue(schemas, draft('delete'))).not.toThrow();
     expect(() => checkValue(schemas, { ...draft('put', { anything: 1 }), collection: 'notes' })).not.toThrow();
     expect(() => checkValue(undefined, draft('put', { title: 1 }))).not.toThrow();
+  });
+});
+
+describe('withVersion', () => {
+  test('a write carries the app\'s schema version for its collection; version 1 or none leaves the op without one', () => {
+    expect(withVersion(draft('put', { title: 'Milk', done: false }), { items: 2 })).toEqual({ ...draft('put', { title: 'Milk', done: false }), version: 2 });
+    expect(withVersion(draft('delete'), { items: 3 }).version).toBe(3);
+    expect(withVersion(draft('patch', { done: true }), { items: 1 })).toEqual(draft('patch', { done: true }));
+    expect(withVersion(draft('patch', { done: true }), { tags: 2 })).toEqual(draft('patch', { done: true }));
+    expect(withVersion(draft('patch', { done: true }), undefined)).toEqual(draft('patch', { done: true }));
   });
 });

@@ -1,8 +1,8 @@
 // One collection of one space, as the app sees it: writes that land in the outbox and the replica in
 // one transaction, reads of the replica, and a live query.
-import * as v from 'valibot';
+import { collectionProblem, type CollectionSchemas } from '../schema/collections.ts';
 import type { Fields, Json } from '../core/types.ts';
-import type { Draft } from '../sw/records.ts';
+import type { Draft } from '../device/records.ts';
 import { FerryError } from './errors.ts';
 import type { LiveQueries, Row } from './live.ts';
 
@@ -39,21 +39,18 @@ export function createCollection<T extends Record<string, Json>>(host: Collectio
   };
 }
 
+/** The draft with the app's schema version for its collection (`createFerry({ versions })`; absent: 1, and
+ * the op carries none), which stays with the op in the outbox however late it is sent (core/versions.ts). */
+export function withVersion(draft: Draft, versions: Readonly<Record<string, number>> | undefined): Draft {
+  const version = versions?.[draft.collection];
+  return version === undefined || version === 1 ? draft : { ...draft, version };
+}
+
 /**
  * The app's own schema for a collection, checked before anything is written, so a person hears
- * about a bad value at once rather than as a rejected change later. A patch is checked against the
- * schema made partial (the same rule the server applies), a delete not at all.
+ * about a bad value at once rather than as a rejected change later: the same check the server runs.
  */
-export function checkValue(schemas: Record<string, v.GenericSchema> | undefined, draft: Draft): void {
-  const schema = schemas?.[draft.collection];
-  if (schema === undefined || draft.kind === 'delete') return;
-  const target = draft.kind === 'patch' && 'entries' in schema
-    ? v.partial(schema as v.ObjectSchema<v.ObjectEntries, undefined>)
-    : schema;
-  const result = v.safeParse(target, draft.value);
-  if (result.success) return;
-  const issue = result.issues[0];
-  const path = issue ? v.getDotPath(issue) : null;
-  const why = `${path ? `${path}: ` : ''}${issue?.message ?? 'the value does not match the schema'}`;
-  throw new FerryError('invalid', `${draft.collection}/${draft.key}: ${why}`);
+export function checkValue(schemas: CollectionSchemas | undefined, draft: Draft): void {
+  const why = collectionProblem(schemas, draft.collection, draft.kind, draft.value);
+  if (why !== null) throw new FerryError('invalid', `${draft.collection}/${draft.key}: ${why}`);
 }

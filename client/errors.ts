@@ -8,6 +8,8 @@ export type FerryErrorCode =
   /** Sign-in refused (wrong name or password), or the server asks for a session. */
   | 'auth_required'
   | 'forbidden'
+  /** The server knows no such user or space. */
+  | 'not_found'
   /** No answer from the server (offline, unreachable), or one that could not be read. */
   | 'network'
   /** This Ferry was closed. */

@@ -1,50 +1,76 @@
 // Ferry's page library: `createFerry()` gives an app collections that write to the device first and
-// sync whenever a network appears, live queries over the local replica, and one status to show.
-//
-//   write ─▶ IndexedDB (outbox + replica, one transaction) ─▶ live queries, other tabs (BroadcastChannel)
-//         └▶ wake the drain: Background Sync (worker) │ message the worker │ this page's own drainer
-//   socket (socket-manager + socket-session) ─▶ remote changes and acks into the replica ─▶ live queries
-//   worker / page drainer / socket / online flag / outbox counts ─▶ status.ts ─▶ onStatus
+// sync whenever a network appears, live queries over the local replica, and one status to show. It is the
+// page's adapter over the device engine (device/device.ts): it hands the engine this window's ports (its
+// IndexedDB, WebSocket, online and visibility events, BroadcastChannel, Web Locks and Service Worker) and
+// adds what only a page has: the app's collections with their schema check, and live queries. Its
+// StorageManager (client/storage.ts) lets the engine keep the outbox's storage durable and say so.
 //
 // Who drains: the Service Worker when one controls the page (HTTP, cookie: it works with no page
 // open); this page otherwise (first load before the worker claims it, no worker support, or a token
 // app), pipelining batches over its socket when open, HTTP when not. Either way under the Web Lock
-// `ferry:drain`, so there is one drainer per device. Fallback wake-ups: the socket's welcome, the
-// `online` event, the page becoming visible, and a timer while the page is open.
-import type * as v from 'valibot';
-import { isSyncError } from '../core/errors.ts';
-import { entryOf } from '../core/outbox.ts';
+// `ferry:drain`, so there is one drainer per device.
+//
+// What the first load holds is what opening Ferry, reading and writing need. The rest are chunks fetched
+// with `import()` (scripts/build-web.ts writes them beside ferry.js): the sync socket as Ferry opens,
+// without waiting for it; the page's own drainer only once this page drains; the worker's registration;
+// the account calls (client/account.ts) on the first of them.
 import type { Json, Op } from '../core/types.ts';
-import { createDrainer, observeAcks, type Transport } from '../sw/drainer.ts';
-import { createHttpTransport } from '../sw/http-transport.ts';
-import { type Broadcast, channelName, type DrainBroadcast } from '../sw/messages.ts';
-import { createWebLock, timerSleep } from '../sw/ports.ts';
-import { type AckApplied, InvalidDraftError } from '../sw/records.ts';
-import { createStore, DB_NAME, type Draft, type Store } from '../sw/store.ts';
-import { checkValue, type Collection, createCollection, type CollectionHost } from './collection.ts';
+import { channelName, createChannel } from '../device/channel.ts';
+import { createDevice, type Device, type DeviceParts, type Signal } from '../device/device.ts';
+import { authFetch, sessionFetch, type TokenSource } from '../device/http.ts';
+import { createWebLock, globalTimers } from '../device/locks.ts';
+import { InvalidDraftError } from '../device/records.ts';
+import type { SocketConstructor } from '../device/socket-manager.ts';
+import type { FerryStatus } from '../device/status.ts';
+import { deleteDatabase, openProfile } from '../device/profile.ts';
+import { createStore, DB_NAME, type Store } from '../device/store.ts';
+import type { SpaceRef } from '../schema/accounts.ts';
+import type * as v from 'valibot';
+import type { CollectionSchemas } from '../schema/collections.ts';
+import { socketProtocols } from '../schema/protocol.ts';
+import { type Collection, createCollection, type CollectionHost, withVersion } from './collection.ts';
+import { createWriter } from './writer.ts';
 import { FerryError } from './errors.ts';
-import { authFetch, fetchSnapshot, type TokenSource } from './http.ts';
-import { createBus, createLiveQueries, type Row } from './live.ts';
-import { createSocketManager, type SocketConstructor, type TimerPort } from './socket-manager.ts';
-import { createSocketSession } from './socket-session.ts';
-import { createSocketTransport, DEFAULT_SOCKET_WINDOW } from './socket-transport.ts';
-import { createStatusTracker, drainViewOf, drainViewOfState, type FerryStatus } from './status.ts';
-import { connectWorker, type DrainRequest } from './worker-link.ts';
+import { createLiveQueries, type Row } from './live.ts';
+import { browserStorage } from './storage.ts';
+import { connectWorker } from './worker-link.ts';
 
-export { login, logout, me, type Account } from './auth.ts';
+export type { Account } from './auth.ts';
+export type { Session } from './session.ts';
+export { registerWorker } from './worker-link.ts';
+export type { MemberRef, MemberRole, Role, SpaceRef } from './spaces.ts';
 export { FerryError, type FerryErrorCode } from './errors.ts';
 export type { Collection, FerryStatus, Json, Op, Row };
-export type { FerryState } from './status.ts';
+export type { Delivery, FerryState, StorageView } from '../device/status.ts';
 
-export interface FerryOptions {
+/** The value type a collection's schema describes (what `put` takes and rows hold). */
+export type DocOf<S> = S extends v.GenericSchema ? v.InferOutput<S> & Record<string, Json> : Record<string, Json>;
+
+export interface FerryOptions<C extends CollectionSchemas = CollectionSchemas> {
   /** The server's origin (and base path), default this page's origin. */
   url?: string;
   /** The Service Worker to register, default '/sw.js'; false for none (this page drains itself). */
   swUrl?: string | false;
-  /** The device database, default 'ferry'. One per device: never shared by two users of one browser. */
+  /** The device databases' base name, default 'ferry'. */
   dbName?: string;
-  /** Per-collection schemas, checked before a write is enqueued (throws FerryError 'invalid'). */
-  collections?: Record<string, v.GenericSchema>;
+  /**
+   * The signed-in user's id (from `login`, `me` or your own backend). Each user of a shared browser then has
+   * a device database of their own, and `signOut` stops everything sent under them at once. Without it,
+   * one database serves the whole browser profile: only for apps whose browsers are never shared.
+   */
+  user?: string;
+  /** Per-collection valibot schemas, checked before a write is enqueued (throws FerryError 'invalid'), and the
+   * collections' types: `ferry.collection(space, 'items')` is typed by `collections.items`. Pass the same
+   * schemas to the server (`createApp({ collections })`), which rejects what breaks them. */
+  collections?: C;
+  /**
+   * The app's schema version per collection (an integer ≥ 1; absent: 1), stamped on every op it writes. When
+   * an app update changes a collection's schema, raise its version here and give the server the same number
+   * with an upgrade (`createApp({ versions: { items: { version: 2, upgrade } } })`): ops still queued under
+   * the old version, sent days later or by the updated worker, are upgraded there (or come back to the dead
+   * letters `outdated_app` when there is no upgrade).
+   */
+  versions?: { readonly [K in keyof C & string]?: number } & Readonly<Record<string, number>>;
   /** A bearer token, for apps that do not use the session cookie (offered as `ferry.auth.<t>`). */
   token?: TokenSource;
   /** A new app version's worker is waiting: call `apply` to switch (reloads). Default: switch at once. */
@@ -59,11 +85,24 @@ export interface DeadLetterView {
   at: number;
 }
 
-export interface Ferry {
+export interface Ferry<C extends CollectionSchemas = CollectionSchemas> {
   deviceId: string;
+  /** A collection with a schema in `collections`: typed by it. */
+  collection<N extends keyof C & string>(space: string, name: N): Collection<DocOf<C[N]>>;
+  /** Any other collection, typed as the caller says. */
   collection<T extends Record<string, Json>>(space: string, name: string): Collection<T>;
+  /**
+   * Writes everything `build` writes through collections (put, patch, delete, not awaited inside) as one
+   * change set: one transaction, all of it or none (a bad value anywhere fails it whole). Resolves once it
+   * is durable on this device. Writes made in one turn without `batch` also share a transaction, but each
+   * succeeds or fails alone.
+   */
+  batch(build: () => void): Promise<void>;
   /** The spaces to keep in sync (subscribed from their stored cursors). */
   sync(spaces: string[]): void;
+  /** Called when the user's spaces change on the server (invited, removed, renamed), with the whole list;
+   * a space they left stops syncing and its local data goes by itself. Returns the unsubscribe. */
+  onSpaces(callback: (spaces: SpaceRef[]) => void): () => void;
   status(): FerryStatus;
   /** Called at once and whenever the status changes; returns the unsubscribe. */
   onStatus(callback: (status: FerryStatus) => void): () => void;
@@ -75,201 +114,87 @@ export interface Ferry {
   discard(seq: number): Promise<void>;
   /** After a sign-in: resume the drain paused for auth and reconnect the socket. */
   signedIn(): Promise<void>;
+  /**
+   * Signs the user out on this device: from this moment no context of the browser sends anything under
+   * them; the server session is ended now or, offline, as soon as the server can be reached (the next
+   * `currentAccount` or `login`). Changes not yet on the server stay on the device for their next sign-in,
+   * unless `wipe` deletes this user's local data with them: check `status().pending` first and ask. Closes
+   * this Ferry. Needs `user`.
+   */
+  signOut(options?: { wipe?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Batches in flight on the socket when this page drains. */
-const PIPELINE_WINDOW = DEFAULT_SOCKET_WINDOW;
-/** While ops wait and nothing else wakes a drain, the page asks again this often. */
-const WAKE_EVERY_MS = 30_000;
-/** The least time between two outbox re-reads for the status, and between two wake-ups after writes. */
-const STATS_GAP_MS = 50;
-const WRITE_WAKE_GAP_MS = 50;
-/** The timer never fires sooner: a wake-up that changes nothing (a failing store) must not spin. */
-const MIN_TIMER_MS = 1000;
-
-export async function createFerry(options: FerryOptions = {}): Promise<Ferry> {
+/**
+ * Opens Ferry on this page: the device's database (this user's, with `user`), the Service Worker link, and the
+ * engine that sends the outbox and brings acks and other devices' changes back. Call `sync(spaces)` next, then
+ * read and write through `collection(space, name)`. Writes work offline from the first call; nothing here
+ * waits for the network.
+ */
+export async function createFerry<const C extends CollectionSchemas = CollectionSchemas>(options: FerryOptions<C> = {}): Promise<Ferry<C>> {
   const url = (options.url ?? location.origin).replace(/\/+$/, '');
-  const dbName = options.dbName ?? DB_NAME;
-  const now = Date.now;
-  const timers: TimerPort = {
-    setTimeout: (callback, ms) => setTimeout(callback, ms),
-    clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-  };
+  const base = options.dbName ?? DB_NAME;
+  const user = options.user;
+  const profile = user === undefined ? null : await openProfile(base);
+  const dbName = profile === null || user === undefined ? base : await profile.signIn(user);
   const store = await createStore({ name: dbName });
-  const deviceId = await store.getDeviceId();
+  // A token app's worker cannot see the token, so its pages drain; a cookie app's worker drains.
   const owner = options.token ? 'page' : 'worker';
   if ((await store.getDrainerOwner()) !== owner) await store.setDrainerOwner(owner);
-  const fetchFn = authFetch(options.token);
-  let closed = false;
-  const report = (error: unknown) => console.warn('ferry:', error);
-
-  const tracker = createStatusTracker({
-    online: navigator.onLine, socket: { state: 'idle' }, welcomed: false, subscribed: 0, caughtUp: 0,
-    drain: drainViewOfState(await store.loadDrainState(), null), outbox: await store.outboxStats(),
-    serverLag: null, socketError: null,
-  }, now);
-  // Re-read at most every STATS_GAP_MS: a write already counted itself (see `write`), and each read
-  // would queue behind, and in front of, the next write's transaction.
-  const refreshOutbox = coalesced(async () => tracker.update({ outbox: await store.outboxStats() }), report, STATS_GAP_MS);
-
-  // ─── change notices ───────────────────────────────────────────────────────────────────────────
-  const live = createLiveQueries((space, collection) => rowsOf(store, space, collection), report);
-  const bus = createBus(channelName(dbName, DB_NAME), (message: Broadcast) => {
-    switch (message.type) {
-      case 'changed':
-        live.notify(message.space, message.collection);
-        return refreshOutbox();
-      case 'outbox':
-        return refreshOutbox();
-      case 'status':
-        tracker.update({ drain: drainViewOf(message.status) });
-        return refreshOutbox();
-      case 'signed-in':
-        return reconnect();
-    }
-  });
-  const changed = (space: string, collection: string) => {
-    live.notify(space, collection);
-    bus.post({ type: 'changed', space, collection });
-  };
-  let lastAckAt: number | null = null;
-  const acked = (applied: AckApplied, at: number) => {
-    lastAckAt = at;
-    for (const { space, collection } of applied.touched) changed(space, collection);
-    refreshOutbox();
-  };
-
-  // ─── the socket ───────────────────────────────────────────────────────────────────────────────
-  const socketTransport = createSocketTransport({ timers, window: PIPELINE_WINDOW });
-  const session = createSocketSession({
-    store, device: deviceId, transport: socketTransport, now,
-    snapshot: (space, after, head) => fetchSnapshot(fetchFn, url, space, after, head),
-    changed, acked,
-    // The server knows ops up to `through`; any still here are resent to learn their results. And the
-    // handshake just proved the credentials work, so a drain paused for sign-in may go on.
-    welcomed: () => void wake(tracker.parts().drain.phase === 'paused-auth' ? 'signed-in' : 'drain'),
-    updated: () => {
-      const info = session.info();
-      tracker.update({
-        welcomed: info.welcomed, subscribed: info.subscribed, caughtUp: info.caughtUp,
-        serverLag: info.serverLag, socketError: info.lastError,
-      });
-    },
-  });
-  const socket = createSocketManager({
-    url: `${url.replace(/^http/, 'ws')}/v1/sync`,
-    protocols: () => {
-      if (!options.token) return ['ferry.v1'];
-      const token = options.token();
-      return token ? ['ferry.v1', `ferry.auth.${token}`] : null;
-    },
-    WebSocket: WebSocket as unknown as SocketConstructor,
-    timers, now, random: Math.random,
-    onOpen: (send) => session.opened(send),
-    onFrame: (frame) => session.frame(frame),
-    onStatus: (status) => {
-      if (status.state !== 'open') session.closed();
-      tracker.update({ socket: status });
-    },
-  });
-  const reconnect = () => {
-    if (closed) return;
-    const state = socket.status().state;
-    if (state === 'idle' || state === 'stopped') socket.start();
-    else socket.reconnectNow();
-  };
-
-  // ─── draining ─────────────────────────────────────────────────────────────────────────────────
-  const http = createHttpTransport({ url, fetch: fetchFn });
-  const pageTransport: Transport = {
-    push: (request) => (socketTransport.ready() ? socketTransport : http).push(request),
-    window: () => (socketTransport.ready() ? PIPELINE_WINDOW : 1),
-  };
-  const drainer = createDrainer({
-    store: observeAcks(store, acked),
-    transport: pageTransport, lock: createWebLock(), now, random: Math.random, sleep: timerSleep,
-    onStatus: (status) => {
-      const broadcast: DrainBroadcast = { ...status, lastAckAt, source: 'page' };
-      tracker.update({ drain: drainViewOf(broadcast) });
-      bus.post({ type: 'status', status: broadcast });
-    },
-  });
-  const worker = connectWorker({
+  const link = connectWorker({
     swUrl: options.swUrl ?? '/sw.js',
     ...(options.onUpdate ? { onUpdate: options.onUpdate } : {}),
-    onControlled: () => void wake('drain'),
+    onControlled: () => void device.wake(),
+  });
+  const token = options.token;
+  let signedOut = false;
+  // Every request re-checks who is signed in on this profile: another tab's sign-out stops this one too.
+  const signedIn = async () => !signedOut && (profile === null || (await profile.active()) === user);
+  const device: Device = await createDevice({
+    store,
+    parts: PAGE_PARTS,
+    fetch: sessionFetch(authFetch(token), signedIn),
+    lock: createWebLock(),
+    now: Date.now,
+    random: Math.random,
+    timers: globalTimers,
+    channel: createChannel(channelName(dbName, DB_NAME)),
+    online: windowSignal(() => navigator.onLine, ['online', 'offline']),
+    visible: {
+      get: () => document.visibilityState === 'visible',
+      subscribe(changed) {
+        document.addEventListener('visibilitychange', changed);
+        return () => document.removeEventListener('visibilitychange', changed);
+      },
+    },
+    socket: {
+      WebSocket: WebSocket as unknown as SocketConstructor,
+      protocols: () => {
+        if (signedOut) return null;
+        if (!token) return socketProtocols(null);
+        const value = token();
+        return value ? socketProtocols(value) : null;
+      },
+    },
+    ...(owner === 'worker' ? { worker: link } : {}),
+    storage: browserStorage(),
+  }, { url, role: 'page' });
+  device.onStatus((status) => {
+    if (status.state === 'signed-out') signedOut = true; // another tab signed this user out
   });
 
-  /** Runs `kind` wherever the drain lives. `viaSync`: a write's wake-up, which Background Sync
-   * carries when it can (it survives this tab closing). Never rejects: failures are status. */
-  async function wake(kind: DrainRequest, viaSync = false): Promise<void> {
-    if (closed) return;
-    try {
-      if (owner === 'worker' && worker.controlled()) {
-        if (viaSync && (await worker.registerSync())) return;
-        // A transient failure comes back as { ok: false }, and a drain longer than the request's
-        // timeout as a rejection: either way the worker's broadcasts already say how it went.
-        await worker.request(kind).catch(() => undefined);
-        return;
-      }
-      await (kind === 'drain' ? drainer.drain() : kind === 'resume' ? drainer.resume() : drainer.signedIn());
-    } catch (error) {
-      // A SyncError is a drain that gave up waiting within its budget; the timer wakes it again.
-      if (!isSyncError(error)) report(error);
-    }
-  }
-  // A stream of writes shares wake-ups: the first goes at once, the rest fold into one per interval.
-  const wakeAfterWrite = coalesced(() => wake('drain', true), report, WRITE_WAKE_GAP_MS);
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const armTimer = () => {
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
-    const { drain, outbox } = tracker.parts();
-    if (closed || outbox.count === 0 || drain.phase === 'paused-auth' || drain.phase === 'failed') return;
-    const due = drain.phase === 'backoff' && drain.nextAttemptAt !== null ? drain.nextAttemptAt - now() + 50 : WAKE_EVERY_MS;
-    timer = setTimeout(() => {
-      timer = null;
-      void wake('drain').then(armTimer);
-    }, Math.max(MIN_TIMER_MS, Math.min(WAKE_EVERY_MS, due)));
-  };
-  tracker.subscribe(armTimer);
-
-  // ─── browser events ───────────────────────────────────────────────────────────────────────────
-  const onOnline = () => {
-    tracker.update({ online: true });
-    reconnect();
-    // The network is back: a backoff that was waiting for it need not run out, unless the server set it.
-    const { drain } = tracker.parts();
-    void wake(drain.phase === 'backoff' && drain.lastError?.retryAfterMs === undefined ? 'resume' : 'drain');
-  };
-  const onOffline = () => tracker.update({ online: false });
-  const onVisible = () => {
-    if (document.visibilityState !== 'visible') return;
-    refreshOutbox();
-    void wake('drain');
-  };
-  addEventListener('online', onOnline);
-  addEventListener('offline', onOffline);
-  document.addEventListener('visibilitychange', onVisible);
-
-  // ─── the API ──────────────────────────────────────────────────────────────────────────────────
-  const write = async (draft: Draft): Promise<void> => {
-    if (closed) throw new FerryError('closed', 'This Ferry was closed.');
-    checkValue(options.collections, draft);
-    const ops = await refused(() => store.enqueue([draft], now()));
-    // Counted at once, so the status right after a write already says it waits; the re-read corrects.
-    const { outbox } = tracker.parts();
-    tracker.update({ outbox: {
-      ...outbox, count: outbox.count + ops.length, oldestAt: outbox.oldestAt ?? ops[0]?.at ?? null,
-      bytes: ops.reduce((sum, op) => sum + entryOf(op).bytes, outbox.bytes),
-    } });
-    changed(draft.space, draft.collection);
-    refreshOutbox();
-    wakeAfterWrite();
-  };
+  const live = createLiveQueries((space, collection) => rowsOf(store, space, collection), (error) => console.warn('ferry:', error));
+  device.onChange((space, collection) => live.notify(space, collection));
+  let closed = false;
+  const writer = createWriter({
+    collections: options.collections,
+    write: (drafts) => refused(() => device.write(drafts)),
+    open() {
+      if (closed) throw new FerryError('closed', 'This Ferry was closed.');
+    },
+  });
   const host: CollectionHost = {
-    write,
+    write: (draft) => writer.write(withVersion(draft, options.versions)),
     get: async (space, collection, key) => {
       const entity = await store.get(space, collection, key);
       return entity === null ? null : { key: entity.key, value: entity.fields as never, pending: entity.pending > 0 };
@@ -278,65 +203,105 @@ export async function createFerry(options: FerryOptions = {}): Promise<Ferry> {
     live,
   };
   const collections = new Map<string, Collection<never>>();
-
-  socket.start();
-  armTimer();
-  void wake('drain'); // whatever the last session left waiting
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    link.close();
+    live.close();
+    await device.close();
+    store.close();
+  };
 
   return {
-    deviceId,
-    collection<T extends Record<string, Json>>(space: string, name: string): Collection<T> {
+    deviceId: device.id,
+    collection(space: string, name: string): Collection<never> {
       const key = `${space}\u0000${name}`;
       let collection = collections.get(key);
       if (collection === undefined) collections.set(key, (collection = createCollection<never>(host, space, name)));
-      return collection as unknown as Collection<T>;
+      return collection;
     },
-    sync: (spaces) => session.setSpaces(spaces),
-    status: () => tracker.get(),
+    batch: (build) => writer.batch(build),
+    sync: (spaces) => device.sync(spaces),
+    onSpaces: (callback) => device.onSpaces(callback),
+    status: () => device.status(),
     onStatus(callback) {
-      const unsubscribe = tracker.subscribe(callback);
-      callback(tracker.get());
+      const unsubscribe = device.onStatus(callback);
+      callback(device.status());
       return unsubscribe;
     },
-    async syncNow() {
-      reconnect();
-      await wake('resume');
-      refreshOutbox();
-    },
+    syncNow: () => device.syncNow(),
     async deadLetters() {
-      return (await store.listDead()).map(({ seq, op, code, message, at }) => ({ seq, op, code, message, at }));
+      return (await device.deadLetters()).map(({ seq, op, code, message, at }) => ({ seq, op, code, message, at }));
     },
     async retry(seq) {
-      const op = await refused(() => store.retryDead(seq, now()));
-      if (op !== null) changed(op.space, op.collection);
-      bus.post({ type: 'outbox' });
-      refreshOutbox();
-      wakeAfterWrite();
+      await refused(() => device.retryDead(seq));
     },
     async discard(seq) {
-      await store.discardDead(seq);
-      bus.post({ type: 'outbox' });
-      refreshOutbox();
+      await device.discardDead(seq);
     },
-    async signedIn() {
-      reconnect();
-      bus.post({ type: 'signed-in' });
-      await wake('signed-in');
-      await wake('drain');
+    signedIn: () => device.signedIn(),
+    async signOut({ wipe = false } = {}) {
+      if (profile === null) throw new FerryError('invalid', 'signOut needs createFerry({ user }).');
+      signedOut = true;
+      await profile.signOut(); // from here on no context of this profile sends for this user
+      device.signedOut();
+      await close();
+      // Offline, the server hears of it at the next currentSession or signIn, before anything else.
+      await accountCall('endServerSession')(url, profile).catch(() => false);
+      if (wipe) await deleteDatabase(dbName);
+      profile.close();
     },
-    async close() {
-      if (closed) return;
-      closed = true;
-      if (timer !== null) clearTimeout(timer);
-      removeEventListener('online', onOnline);
-      removeEventListener('offline', onOffline);
-      document.removeEventListener('visibilitychange', onVisible);
-      socket.stop();
-      worker.close();
-      bus.close();
-      live.close();
-      await session.settled();
-      store.close();
+    close,
+  };
+}
+
+type AccountCalls = typeof import('./account.ts');
+
+/** An account call that loads the account chunk first (see the top of this file). A chunk that cannot be
+ * fetched is the network's failure, as the call's own would be. */
+function accountCall<K extends keyof AccountCalls>(name: K): AccountCalls[K] {
+  return (async (...args: unknown[]) => {
+    const calls = await import('./account.ts').catch((cause: unknown) => {
+      throw new FerryError('network', 'The server could not be reached.', { cause });
+    });
+    return (calls[name] as (...args: unknown[]) => unknown)(...args);
+  }) as AccountCalls[K];
+}
+
+/** Signs in with a name and password (client/auth.ts); `signIn` also makes them this profile's user. */
+export const login = accountCall('login');
+/** Ends the server session (client/auth.ts); `signOut` on a Ferry also stops this device sending. */
+export const logout = accountCall('logout');
+/** Who the session cookie belongs to, with their spaces; null when nobody (client/auth.ts). */
+export const me = accountCall('me');
+/** Who is signed in on this browser profile, and their account when the server can say (client/session.ts). */
+export const currentSession = accountCall('currentSession');
+/** Signs in and makes the person this browser profile's user (client/session.ts). */
+export const signIn = accountCall('signIn');
+/** Spaces and their members (client/spaces.ts). */
+export const createSpace = accountCall('createSpace');
+export const invite = accountCall('invite');
+export const setRole = accountCall('setRole');
+export const members = accountCall('members');
+export const removeMember = accountCall('removeMember');
+export const leave = accountCall('leave');
+export const renameSpace = accountCall('renameSpace');
+
+/** The engine's larger parts, each a chunk of its own (see the top of this file). */
+const PAGE_PARTS: DeviceParts = {
+  drainer: () => import('../device/drainer.ts'),
+  socket: () => import('../device/device-socket.ts'),
+};
+
+/** A boolean the window tells of with events (`navigator.onLine` with `online` / `offline`). */
+function windowSignal(get: () => boolean, events: string[]): Signal {
+  return {
+    get,
+    subscribe(changed) {
+      for (const name of events) addEventListener(name, changed);
+      return () => {
+        for (const name of events) removeEventListener(name, changed);
+      };
     },
   };
 }
@@ -355,32 +320,4 @@ async function refused<T>(work: () => Promise<T>): Promise<T> {
     if (error instanceof InvalidDraftError) throw new FerryError(error.code, error.message, { cause: error });
     throw error;
   }
-}
-
-/**
- * `run` at most once at a time and at most once per `gapMs`: the first call runs at once, calls
- * meanwhile fold into one more run after the gap. Never rejects (errors go to `onError`).
- */
-function coalesced(run: () => Promise<void>, onError: (error: unknown) => void, gapMs: number): () => void {
-  let busy = false;
-  let again = false;
-  const go = async (): Promise<void> => {
-    if (busy) {
-      again = true;
-      return;
-    }
-    busy = true;
-    try {
-      await run();
-    } catch (error) {
-      onError(error);
-    }
-    setTimeout(() => {
-      busy = false;
-      if (!again) return;
-      again = false;
-      void go();
-    }, gapMs);
-  };
-  return () => void go();
 }

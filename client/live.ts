@@ -1,11 +1,11 @@
-// Live queries over the local replica, and the channel that tells every tab when to re-run them.
+// Live queries over the local replica. The device engine says when a collection changed, in this tab or
+// any other context (device/channel.ts carries the notices between them).
 //
 // A query is (space, collection) → every visible row. Whoever changes the replica — this page's
 // write, an ack applied here or in the worker, a remote change from any tab's socket — says which
 // collection moved; each subscribed query then re-reads it. Re-reads are coalesced per query: while
 // one runs, further notices only mark it dirty, so a burst of 3,000 writes costs a handful of reads,
 // and callbacks see results in order.
-import { type Broadcast, isBroadcast } from '../sw/messages.ts';
 
 export interface Row<T> {
   key: string;
@@ -96,29 +96,5 @@ export function createLiveQueries(read: (space: string, collection: string) => P
       closed = true;
       queries.clear();
     },
-  };
-}
-
-/** The BroadcastChannel between tabs and the worker; a no-op where the browser has none. */
-export interface Bus {
-  post(message: Broadcast): void;
-  close(): void;
-}
-
-export function createBus(name: string, receive: (message: Broadcast) => void): Bus {
-  if (typeof BroadcastChannel === 'undefined') return { post() {}, close() {} };
-  const channel = new BroadcastChannel(name);
-  channel.onmessage = (event: MessageEvent) => {
-    if (isBroadcast(event.data)) receive(event.data);
-  };
-  return {
-    post(message) {
-      try {
-        channel.postMessage(message);
-      } catch {
-        // closed meanwhile; nothing to tell
-      }
-    },
-    close: () => channel.close(),
   };
 }

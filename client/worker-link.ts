@@ -4,8 +4,10 @@
 // Update flow: a new build installs beside the running worker and waits. By default the page tells it
 // to take over at once and reloads when it does — safe because nothing lives in the page's memory
 // that is not in IndexedDB. An app that would rather ask the person passes `onUpdate`.
-import { Workbox } from 'workbox-window';
-import { SYNC_TAG, type WorkerReply, type WorkerRequest } from '../sw/messages.ts';
+//
+// workbox-window is a chunk of its own (`import()`): registering is never on the way to the first render.
+import { SYNC_TAG } from '../schema/protocol.ts';
+import type { WorkerReply, WorkerRequest } from '../device/messages.ts';
 
 /** Background Sync's part of the registration, missing from the DOM lib (see sw/sw-types.d.ts). */
 interface SyncRegistration {
@@ -21,6 +23,8 @@ export interface WorkerLink {
   request(kind: DrainRequest, timeoutMs?: number): Promise<WorkerReply>;
   /** Asks the browser for a `sync` event (now if online, else once it is). False where unsupported. */
   registerSync(): Promise<boolean>;
+  /** A worker controls this page and the browser has Background Sync (Chromium; not Firefox, Safari). */
+  backgroundSync(): Promise<boolean>;
   close(): void;
 }
 
@@ -32,6 +36,43 @@ export interface WorkerLinkOptions {
   onControlled(): void;
 }
 
+/** One Workbox per worker URL for the page's lifetime, however often Ferry is opened and closed. */
+const registered = new Map<string, { onUpdate?: (apply: () => void) => void }>();
+
+/**
+ * Registers the app's Service Worker (once per URL) with the update flow above, so its shell is cached
+ * on the first visit, before anyone signs in. `createFerry` calls it too; the latest `onUpdate` is used.
+ */
+export function registerWorker(swUrl = '/sw.js', onUpdate?: (apply: () => void) => void): void {
+  if (typeof navigator === 'undefined' || navigator.serviceWorker === undefined) return;
+  const known = registered.get(swUrl);
+  if (known) {
+    known.onUpdate = onUpdate ?? known.onUpdate;
+    return;
+  }
+  const entry: { onUpdate?: (apply: () => void) => void } = { onUpdate };
+  registered.set(swUrl, entry);
+  // Without a worker the page drains itself, so a failed registration costs Background Sync and the
+  // offline start, not data; it is reported, not thrown (and tried again by the next call).
+  void (async () => {
+    const { Workbox } = await import('workbox-window');
+    const workbox = new Workbox(swUrl);
+    workbox.addEventListener('waiting', () => {
+      const apply = () => workbox.messageSkipWaiting();
+      if (entry.onUpdate) entry.onUpdate(apply);
+      else apply();
+    });
+    // Only an update reloads: on a first install the page simply becomes controlled.
+    workbox.addEventListener('controlling', (event) => {
+      if (event.isUpdate) location.reload();
+    });
+    await workbox.register({ immediate: true });
+  })().catch((error: unknown) => {
+    registered.delete(swUrl);
+    console.warn('ferry: service worker registration failed', error);
+  });
+}
+
 /** A drain of thousands of ops takes seconds; a worker killed mid-drain never answers at all. */
 const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
@@ -41,19 +82,7 @@ export function connectWorker(options: WorkerLinkOptions): WorkerLink {
   const onControllerChange = () => options.onControlled();
   container.addEventListener('controllerchange', onControllerChange);
 
-  const workbox = new Workbox(options.swUrl);
-  workbox.addEventListener('waiting', () => {
-    const apply = () => workbox.messageSkipWaiting();
-    if (options.onUpdate) options.onUpdate(apply);
-    else apply();
-  });
-  // Only an update reloads: on a first install the page simply becomes controlled.
-  workbox.addEventListener('controlling', (event) => {
-    if (event.isUpdate) location.reload();
-  });
-  // Without a worker the page drains itself, so a failed registration costs Background Sync and the
-  // offline start, not data; it is reported, not thrown.
-  workbox.register({ immediate: true }).catch((error: unknown) => console.warn('ferry: service worker registration failed', error));
+  registerWorker(options.swUrl, options.onUpdate);
 
   return {
     controlled: () => container.controller !== null,
@@ -89,6 +118,12 @@ export function connectWorker(options: WorkerLinkOptions): WorkerLink {
       }
     },
 
+    async backgroundSync() {
+      if (container.controller === null) return false;
+      const registration = (await container.ready) as ServiceWorkerRegistration & SyncRegistration;
+      return registration.sync !== undefined;
+    },
+
     close() {
       container.removeEventListener('controllerchange', onControllerChange);
     },
@@ -100,6 +135,7 @@ function noWorker(): WorkerLink {
     controlled: () => false,
     request: () => Promise.reject(new Error('No service worker.')),
     registerSync: async () => false,
+    backgroundSync: async () => false,
     close() {},
   };
 }

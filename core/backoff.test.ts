@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
 import {
-  DEFAULT_BACKOFF, MAX_SERVER_FLOOR_MS, backoffCeiling, backoffDelay, initialRetry, onFailure, onSuccess, retryDue,
+  DEFAULT_BACKOFF, MAX_SERVER_FLOOR_MS, backoffCeiling, backoffDelay, initialRetry, recordFailure, clearFailures, retryDue,
   type BackoffPolicy, type RetryState,
 } from './backoff.ts';
 
@@ -150,17 +150,17 @@ describe('RetryState', () => {
   });
 
   test('a first failure waits up to the base and records when the trouble began', () => {
-    const state = onFailure(initialRetry(), { now: 10_000, random: () => 0.5, error: 'HTTP 503' });
+    const state = recordFailure(initialRetry(), { now: 10_000, random: () => 0.5, error: 'HTTP 503' });
     expect(state).toEqual({ attempt: 1, nextAt: 10_250, lastError: 'HTTP 503', since: 10_000 });
     expect(retryDue(state, 10_249)).toBe(false);
     expect(retryDue(state, 10_250)).toBe(true);
   });
 
   test('later failures count up, keep the first failure time, and use the given policy', () => {
-    let state = onFailure(initialRetry(), { now: 0, random: () => 0.5, error: 'offline' });
-    state = onFailure(state, { now: 5000, random: () => 0.5, error: 'HTTP 502', policy: { baseMs: 100, capMs: 150 } });
+    let state = recordFailure(initialRetry(), { now: 0, random: () => 0.5, error: 'offline' });
+    state = recordFailure(state, { now: 5000, random: () => 0.5, error: 'HTTP 502', policy: { baseMs: 100, capMs: 150 } });
     expect(state).toEqual({ attempt: 2, nextAt: 5075, lastError: 'HTTP 502', since: 0 });
-    state = onFailure(state, { now: 9000, random: () => 0, error: 'HTTP 429', retryAfterMs: 30_000 });
+    state = recordFailure(state, { now: 9000, random: () => 0, error: 'HTTP 429', retryAfterMs: 30_000 });
     expect(state).toEqual({ attempt: 3, nextAt: 39_000, lastError: 'HTTP 429', since: 0 });
   });
 
@@ -169,7 +169,7 @@ describe('RetryState', () => {
       fc.property(fc.array(failureInput, { minLength: 1, maxLength: 20 }), (failures) => {
         let state: RetryState = initialRetry();
         failures.forEach((failure, i) => {
-          state = onFailure(state, failure);
+          state = recordFailure(state, failure);
           expect(state.attempt).toBe(i + 1);
           expect(state.since).toBe(failures[0]!.now);
           expect(state.lastError).toBe(failure.error);
@@ -184,10 +184,10 @@ describe('RetryState', () => {
   test('success after any streak resets to the initial state, and the next failure starts small again', () => {
     fc.assert(
       fc.property(fc.array(failureInput, { maxLength: 30 }), (failures) => {
-        const streak = failures.reduce<RetryState>((state, failure) => onFailure(state, failure), initialRetry());
-        const reset = onSuccess(streak);
+        const streak = failures.reduce<RetryState>((state, failure) => recordFailure(state, failure), initialRetry());
+        const reset = clearFailures(streak);
         expect(reset).toEqual(initialRetry());
-        const again = onFailure(reset, { now: 1, random: () => JUST_BELOW_ONE, error: 'x' });
+        const again = recordFailure(reset, { now: 1, random: () => JUST_BELOW_ONE, error: 'x' });
         expect(again.nextAt).toBe(1 + DEFAULT_BACKOFF.baseMs - 1);
         expect(again.since).toBe(1);
       }),
@@ -195,17 +195,17 @@ describe('RetryState', () => {
     );
   });
 
-  test('onSuccess returns an idle state itself so callers can skip persisting it', () => {
+  test('clearFailures returns an idle state itself so callers can skip persisting it', () => {
     const idle = initialRetry();
-    expect(onSuccess(idle)).toBe(idle);
-    const busy = onFailure(idle, { now: 0, random: () => 0, error: 'e' });
-    expect(onSuccess(busy)).not.toBe(busy);
+    expect(clearFailures(idle)).toBe(idle);
+    const busy = recordFailure(idle, { now: 0, random: () => 0, error: 'e' });
+    expect(clearFailures(busy)).not.toBe(busy);
   });
 
   test('never mutates the state it is given', () => {
-    const state = Object.freeze(onFailure(initialRetry(), { now: 0, random: () => 0.3, error: 'e' }));
-    expect(() => onFailure(state, { now: 1, random: () => 0.3, error: 'f' })).not.toThrow();
-    expect(() => onSuccess(state)).not.toThrow();
+    const state = Object.freeze(recordFailure(initialRetry(), { now: 0, random: () => 0.3, error: 'e' }));
+    expect(() => recordFailure(state, { now: 1, random: () => 0.3, error: 'f' })).not.toThrow();
+    expect(() => clearFailures(state)).not.toThrow();
     expect(state.attempt).toBe(1);
   });
 });

@@ -4,9 +4,9 @@
 // spreads out the many devices that all lose the server at the same moment and would otherwise come
 // back in lockstep. Time and randomness are parameters; the caller owns the timer.
 //
-//   initialRetry() ──onFailure──▶ { attempt: n+1, nextAt, lastError, since } ──onFailure──▶ …
+//   initialRetry() ──recordFailure──▶ { attempt: n+1, nextAt, lastError, since } ──recordFailure──▶ …
 //         ▲                                         │
-//         └──────────────── onSuccess ──────────────┘
+//         └────────────── clearFailures ────────────┘
 
 export interface BackoffPolicy {
   /** Upper bound of the first delay; each failure doubles it. */
@@ -90,7 +90,7 @@ export function initialRetry(): RetryState {
   return { attempt: 0, nextAt: null, lastError: null, since: null };
 }
 
-export function onFailure(state: RetryState, failure: FailureInput): RetryState {
+export function recordFailure(state: RetryState, failure: FailureInput): RetryState {
   const delay = backoffDelay(state.attempt, failure.random, failure.policy, failure.retryAfterMs);
   return {
     attempt: state.attempt + 1,
@@ -101,7 +101,7 @@ export function onFailure(state: RetryState, failure: FailureInput): RetryState 
 }
 
 /** Ends the streak. Returns `state` itself when there was none, so callers can skip a write. */
-export function onSuccess(state: RetryState): RetryState {
+export function clearFailures(state: RetryState): RetryState {
   const idle = state.attempt === 0 && state.nextAt === null && state.lastError === null && state.since === null;
   return idle ? state : initialRetry();
 }

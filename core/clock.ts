@@ -25,6 +25,17 @@ export function stampOf(op: Op): Stamp {
   return [op.lamport, op.device];
 }
 
+/**
+ * The stamp of the fields the server's rule computes for an op (core/logic.ts): `[lamport, device + U+0000]`,
+ * the very next stamp after the op's own in the order above (no string sorts between `d` and `d\u0000`,
+ * and no device id holds a U+0000: the envelope refuses it). So a computed field beats the op's own write
+ * of that field (a device that folded its op, as sent, into its copy of the server's state converges on the
+ * rule's value) and orders against every other op exactly as the op itself does.
+ */
+export function computedStampOf(op: Op): Stamp {
+  return [op.lamport, `${op.device}\u0000`];
+}
+
 /** The newer of two stamps; `null` (nothing seen yet) is older than every stamp. */
 export function maxStamp(a: Stamp, b: Stamp | null): Stamp;
 export function maxStamp(a: Stamp | null, b: Stamp): Stamp;

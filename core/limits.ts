@@ -1,8 +1,6 @@
 // Limits every part of Ferry agrees on. The server enforces them; devices check them before
 // enqueuing so a person hears about a too-large value at once instead of as a dead letter later.
 
-export const PROTOCOL_VERSION = 1;
-
 export const LIMITS = {
   /** Op ids, device ids, space ids and entity keys, in UTF-8 bytes. */
   idBytes: 128,
@@ -10,8 +8,11 @@ export const LIMITS = {
   valueBytes: 64 * 1024,
   /** Ops in one batch. */
   batchOps: 500,
-  /** One serialized batch (HTTP body or socket frame), in UTF-8 bytes. */
+  /** One serialized batch (HTTP body or socket frame), in UTF-8 bytes: over it, `too_large`. */
   batchBytes: 1024 * 1024,
+  /** A socket frame the server reads at all; a bigger one is closed by the runtime (1009). Between the
+   * two, the frame is answered `too_large` like an HTTP body over `batchBytes`. */
+  socketFrameBytes: 4 * 1024 * 1024,
 } as const;
 
 /** Collection and field names. */

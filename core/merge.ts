@@ -83,6 +83,24 @@ function docOf(op: Op, stamp: Stamp): Doc {
   return { fields, stamps, base, live: stamp, deleted: op.kind === 'delete' };
 }
 
+/**
+ * Writes `fields` at `stamp` into the field registers only (a field wins iff `stamp` is newer than its
+ * stamp and not below `base`), leaving existence alone: how the server applies the fields its rule
+ * computed for an op (core/logic.ts), at core/clock.ts `computedStampOf`. A tombstone takes none.
+ */
+export function writeFields(doc: Doc, fields: Fields, stamp: Stamp): ApplyResult {
+  if (doc.deleted) return { doc, changed: false };
+  const winners = winningNames(doc, fields, stamp, doc.base);
+  if (winners.length === 0) return { doc, changed: false };
+  const next: Fields = { ...doc.fields };
+  const stamps: Record<string, Stamp> = { ...doc.stamps };
+  for (const name of winners) {
+    setOwn(next, name, fields[name] as Json);
+    setOwn(stamps, name, stamp);
+  }
+  return { doc: { ...doc, fields: next, stamps }, changed: true };
+}
+
 export function applyAll(doc: Doc, ops: Iterable<Op>): Doc;
 export function applyAll(doc: Doc | null, ops: Iterable<Op>): Doc | null;
 export function applyAll(doc: Doc | null, ops: Iterable<Op>): Doc | null {

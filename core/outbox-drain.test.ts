@@ -13,7 +13,7 @@ import {
   onResume,
   onSignIn,
   onWake,
-} from './outbox.ts';
+} from './outbox-drain.ts';
 
 const T0 = 1_700_000_000_000;
 const ctx = (over: Partial<FailureContext> = {}): FailureContext => ({
@@ -66,6 +66,17 @@ describe('ack', () => {
     const after = onAck(state, { now: T0 + 9000, pending: 10 }).state;
     expect(after.retry).toEqual({ attempt: 0, nextAt: null, lastError: null, since: null });
     expect(after.error).toBeNull();
+  });
+
+  test('an ack mid-drain at the full batch size is the same state, so the drainer saves nothing; a change is saved', () => {
+    const sending = sendingState();
+    const acked = onAck(sending, { now: T0, pending: 5 });
+    expect(acked.state).toBe(sending);
+    expect(onAck(acked.state, { now: T0, pending: 5 }).state).toBe(sending);
+    expect(onAck(sending, { now: T0, pending: 0 }).state).toMatchObject({ phase: 'idle' });
+    // Below the configured size the streak counts toward growing back, so every ack is news.
+    const halved = onFailure(sending, new SyncError('too_large', 'Big.'), ctx({ sentOps: 500 })).state;
+    expect(onAck(halved, { now: T0, pending: 5 }).state).toMatchObject({ okStreak: 1, batchLimit: 250 });
   });
 
   test('a late ack for an abandoned send does not move a stopped drain', () => {

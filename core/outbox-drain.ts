@@ -29,8 +29,8 @@ import {
   DEFAULT_BACKOFF,
   type RetryState,
   initialRetry,
-  onFailure as retryFailed,
-  onSuccess as retrySucceeded,
+  recordFailure,
+  clearFailures,
   retryDue,
 } from './backoff.ts';
 import { type SyncError, type SyncErrorData, dispositionOf, unreachable } from './errors.ts';
@@ -140,17 +140,22 @@ export function onWake(state: DrainState, ctx: EventContext): DrainStep {
 /** An ack for the current send. `pending`: ops left in the outbox once it is applied. */
 export function onAck(state: DrainState, ctx: EventContext): DrainStep {
   if (state.phase !== 'sending') return { state, action: NONE };
-  const grow = state.batchLimit < state.maxOps && state.okStreak + 1 >= GROW_AFTER_ACKS;
+  const full = state.batchLimit >= state.maxOps;
+  const grow = !full && state.okStreak + 1 >= GROW_AFTER_ACKS;
   const next: DrainState = {
     ...state,
     phase: ctx.pending > 0 ? 'sending' : 'idle',
     batchLimit: grow ? Math.min(state.maxOps, state.batchLimit * 2) : state.batchLimit,
-    okStreak: grow ? 0 : state.okStreak + 1,
+    // Counted only while there is a limit to grow back to.
+    okStreak: grow ? 0 : full ? state.okStreak : state.okStreak + 1,
     quickRetries: 0,
-    retry: retrySucceeded(state.retry),
+    retry: clearFailures(state.retry),
     error: null,
   };
-  return { state: next, action: ctx.pending > 0 ? { type: 'send', maxOps: next.batchLimit } : NONE };
+  // An ack in the middle of a healthy drain changes nothing: the same state, so nothing is saved again.
+  const same = next.phase === state.phase && next.batchLimit === state.batchLimit && next.okStreak === state.okStreak &&
+    next.quickRetries === state.quickRetries && next.retry === state.retry && state.error === null;
+  return { state: same ? state : next, action: ctx.pending > 0 ? { type: 'send', maxOps: next.batchLimit } : NONE };
 }
 
 /** The person signed in again: every op was kept, so draining simply resumes. */
@@ -241,7 +246,7 @@ function quick(state: DrainState, error: SyncErrorData, ctx: FailureContext, act
 }
 
 function backOff(state: DrainState, error: SyncErrorData, ctx: FailureContext): DrainStep {
-  const retry = retryFailed(state.retry, {
+  const retry = recordFailure(state.retry, {
     now: ctx.now,
     random: ctx.random,
     error: error.message,

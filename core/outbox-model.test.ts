@@ -6,22 +6,8 @@ import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
 import { observe, tick } from './clock.ts';
 import { SyncError, errorFromResponse, networkError } from './errors.ts';
-import {
-  type Ack,
-  type BatchLimits,
-  type DeadLetter,
-  type DrainStep,
-  type OutboxEntry,
-  applyAckToEntries,
-  chooseBatch,
-  entryOf,
-  initialDrain,
-  onAck,
-  onFailure,
-  onSignIn,
-  onWake,
-  restamp,
-} from './outbox.ts';
+import { type Ack, type BatchLimits, type DeadLetter, type OutboxEntry, chooseBatch, entryOf, planAckOnEntries, planRestamp } from './outbox.ts';
+import { type DrainStep, initialDrain, onAck, onFailure, onSignIn, onWake } from './outbox-drain.ts';
 import type { Op, OpResult } from './types.ts';
 
 type Fault = 'ok' | 'drop-request' | 'drop-ack' | 'garbage-ack' | '500' | '429' | '401' | 'lost-then-gap';
@@ -107,7 +93,7 @@ function run(s: Scenario) {
   const span = () => (entries.length === 0 ? null : { first: entries[0]!.op.seq, last: entries.at(-1)!.op.seq });
   const receive = (answer: Ack | SyncError, sentOps: number, state: DrainStep['state']): DrainStep => {
     if (answer instanceof SyncError) return onFailure(state, answer, { now, random, outbox: span(), sentOps });
-    const out = applyAckToEntries(entries, answer, clock, now);
+    const out = planAckOnEntries(entries, answer, clock, now);
     entries = out.kept;
     dead.push(...out.dead);
     clock = out.clock;
@@ -131,7 +117,7 @@ function run(s: Scenario) {
       continue;
     }
     if (action.type === 'restamp') {
-      const out = restamp(entries, action.floor);
+      const out = planRestamp(entries, action.floor);
       entries = out.entries;
       clock = observe(clock, out.clock);
     }

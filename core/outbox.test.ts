@@ -4,12 +4,12 @@ import {
   type Ack,
   DEFAULT_BATCH_LIMITS,
   type OutboxEntry,
-  applyAck,
-  applyAckToEntries,
+  planAck,
+  planAckOnEntries,
   batchBytes,
   chooseBatch,
   entryOf,
-  restamp,
+  planRestamp,
 } from './outbox.ts';
 import { LIMITS } from './limits.ts';
 import type { Op, OpResult } from './types.ts';
@@ -100,16 +100,16 @@ describe('chooseBatch', () => {
   });
 });
 
-describe('applyAck', () => {
+describe('planAck', () => {
   const result = (seq: number, r: OpResult['result'], extra: Partial<OpResult> = {}): OpResult => ({ seq, id: `d1:${seq}`, result: r, ...extra });
 
   test('drops acked ops, keeps the rest, and advances the clock', () => {
     const ack: Ack = { through: 2, lamport: 40, results: [result(1, 'applied'), result(2, 'superseded')] };
-    const out = applyAckToEntries(entries([1, 2, 3]), ack, 7, 1000);
+    const out = planAckOnEntries(entries([1, 2, 3]), ack, 7, 1000);
     expect(seqsOf(out.kept)).toEqual([3]);
     expect(out.dead).toEqual([]);
     expect(out.clock).toBe(40);
-    expect(applyAck({ ...ack, lamport: 3 }, 7, 1000).clock).toBe(7); // never backwards
+    expect(planAck({ ...ack, lamport: 3 }, 7, 1000).clock).toBe(7); // never backwards
   });
 
   test('moves rejected ops to the dead-letter list with the server reason', () => {
@@ -119,10 +119,10 @@ describe('applyAck', () => {
       results: [result(1, 'applied'), result(2, 'rejected', { code: 'too_large', message: 'The value is 70000 bytes.' }), result(3, 'applied')],
     };
     const page = entries([1, 2, 3, 4]);
-    const out = applyAckToEntries(page, ack, 0, 1234);
+    const out = planAckOnEntries(page, ack, 0, 1234);
     expect(seqsOf(out.kept)).toEqual([4]);
     expect(out.dead).toEqual([{ op: page[1]!.op, code: 'too_large', message: 'The value is 70000 bytes.', at: 1234 }]);
-    expect(applyAck(ack, 0, 1234).remove).toEqual([1, 2, 3]);
+    expect(planAck(ack, 0, 1234).remove).toEqual([1, 2, 3]);
   });
 
   test('a duplicate whose first answer was a rejection is a dead letter too; other duplicates are not', () => {
@@ -131,7 +131,7 @@ describe('applyAck', () => {
       lamport: 0,
       results: [result(1, 'duplicate', { first: 'rejected', code: 'invalid', message: 'Bad field.' }), result(2, 'duplicate', { first: 'applied' }), result(3, 'rejected')],
     };
-    const dead = applyAck(ack, 0, 5).deadLetters;
+    const dead = planAck(ack, 0, 5).deadLetters;
     expect(dead).toEqual([
       { seq: 1, code: 'invalid', message: 'Bad field.', at: 5 },
       { seq: 3, code: 'rejected', message: 'The server refused this change.', at: 5 },
@@ -140,7 +140,7 @@ describe('applyAck', () => {
 
   test('a result above `through` is ignored: that op was not committed and stays', () => {
     const ack: Ack = { through: 1, lamport: 0, results: [result(1, 'applied'), result(2, 'rejected', { code: 'x' })] };
-    const out = applyAckToEntries(entries([1, 2]), ack, 0, 0);
+    const out = planAckOnEntries(entries([1, 2]), ack, 0, 0);
     expect(seqsOf(out.kept)).toEqual([2]);
     expect(out.dead).toEqual([]);
   });
@@ -148,10 +148,10 @@ describe('applyAck', () => {
   test('an op below `through` with no result in this ack waits for its own (its ack was lost)', () => {
     const page = entries([1, 2, 3]);
     // Op 1 was applied and rejected, but its ack never arrived; op 2's ack arrives.
-    const later = applyAckToEntries(page, { through: 2, lamport: 2, results: [result(2, 'applied')] }, 0, 0);
+    const later = planAckOnEntries(page, { through: 2, lamport: 2, results: [result(2, 'applied')] }, 0, 0);
     expect(seqsOf(later.kept)).toEqual([1, 3]);
     // Resent, op 1 is answered as a duplicate carrying its first result, and becomes a dead letter.
-    const resent = applyAckToEntries(later.kept, {
+    const resent = planAckOnEntries(later.kept, {
       through: 2, lamport: 2, results: [result(1, 'duplicate', { first: 'rejected', code: 'invalid', message: 'No.' })],
     }, 0, 9);
     expect(seqsOf(resent.kept)).toEqual([3]);
@@ -161,8 +161,8 @@ describe('applyAck', () => {
   test('an older ack arriving after a newer one still dead-letters its rejections', () => {
     const newer: Ack = { through: 4, lamport: 9, results: [3, 4].map((seq) => result(seq, 'applied')) };
     const older: Ack = { through: 2, lamport: 5, results: [result(1, 'applied'), result(2, 'rejected')] };
-    const first = applyAckToEntries(entries([1, 2, 3, 4, 5]), newer, 0, 0);
-    const second = applyAckToEntries(first.kept, older, first.clock, 0);
+    const first = planAckOnEntries(entries([1, 2, 3, 4, 5]), newer, 0, 0);
+    const second = planAckOnEntries(first.kept, older, first.clock, 0);
     expect(seqsOf(second.kept)).toEqual([5]);
     expect(second.dead.map((letter) => letter.op.seq)).toEqual([2]);
     expect(second.clock).toBe(9);
@@ -188,7 +188,7 @@ describe('applyAck', () => {
         let clock = 0;
         const dead: number[] = [];
         for (const i of order) {
-          const out = applyAckToEntries(kept, acks[i]!, clock, 0);
+          const out = planAckOnEntries(kept, acks[i]!, clock, 0);
           kept = out.kept;
           clock = out.clock;
           dead.push(...out.dead.map((letter) => letter.op.seq));
@@ -222,8 +222,8 @@ describe('applyAck', () => {
           return result(seq, kind, kind === 'rejected' ? { code: 'c', message: 'm' } : {});
         });
         const ack: Ack = { through, lamport, results };
-        const once = applyAckToEntries(page, ack, clock, 10);
-        const twice = applyAckToEntries(once.kept, ack, once.clock, 20);
+        const once = planAckOnEntries(page, ack, clock, 10);
+        const twice = planAckOnEntries(once.kept, ack, once.clock, 20);
         expect(twice.kept).toEqual(once.kept);
         expect(twice.dead).toEqual([]);
         expect(twice.clock).toBe(once.clock);
@@ -243,7 +243,7 @@ describe('restamp', () => {
 
   test('raises unsent ops strictly above the floor with the least change, and returns the new clock', () => {
     const page = withLamports([3, 9, 20, 21]);
-    const out = restamp(page, 10);
+    const out = planRestamp(page, 10);
     expect(out.entries.map((e) => e.op.lamport)).toEqual([11, 12, 20, 21]);
     expect(out.clock).toBe(21);
     // Ops already above the floor are untouched, the very same objects, so only two need writing back.
@@ -255,7 +255,7 @@ describe('restamp', () => {
   });
 
   test('an empty outbox only moves the clock to the floor', () => {
-    expect(restamp([], 42)).toEqual({ entries: [], clock: 42 });
+    expect(planRestamp([], 42)).toEqual({ entries: [], clock: 42 });
   });
 
   const lamports = fc.array(fc.integer({ min: 1, max: 200 }), { maxLength: 30 });
@@ -264,7 +264,7 @@ describe('restamp', () => {
     fc.assert(
       fc.property(lamports, fc.integer({ min: 0, max: 250 }), (values, floor) => {
         const page = withLamports(values);
-        const out = restamp(page, floor);
+        const out = planRestamp(page, floor);
         let prev = floor;
         out.entries.forEach((entry, i) => {
           const before = page[i]!;
@@ -275,7 +275,7 @@ describe('restamp', () => {
           prev = entry.op.lamport;
         });
         expect(out.clock).toBe(prev);
-        expect(restamp(out.entries, floor).entries).toEqual(out.entries); // a second restamp is a no-op
+        expect(planRestamp(out.entries, floor).entries).toEqual(out.entries); // a second restamp is a no-op
       }),
       { numRuns: 500 },
     );
@@ -285,11 +285,11 @@ describe('restamp', () => {
     fc.assert(
       fc.property(lamports, fc.integer({ min: 0, max: 250 }), fc.integer({ min: 1, max: 7 }), (values, floor, pageSize) => {
         const all = withLamports(values);
-        const whole = restamp(all, floor);
+        const whole = planRestamp(all, floor);
         let clock = floor;
         const paged: OutboxEntry[] = [];
         for (let i = 0; i < all.length; i += pageSize) {
-          const out = restamp(all.slice(i, i + pageSize), clock);
+          const out = planRestamp(all.slice(i, i + pageSize), clock);
           paged.push(...out.entries);
           clock = out.clock;
         }

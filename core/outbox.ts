@@ -1,13 +1,13 @@
 // The outbox policy: which ops go in the next batch, what an ack removes, how unsent ops are
 // restamped after a lamport_regression. Plain functions over plain data; the module that owns
 // IndexedDB carries out their answers inside its own transactions, and tests and fakes use the
-// `*ToEntries` forms directly. The drain state machine (what to do after each answer) lives in
-// outbox-drain.ts and is re-exported here.
+// `planAckOnEntries` form directly. The drain state machine (what to do after each answer) lives in
+// outbox-drain.ts.
 import { observe } from './clock.ts';
 import { LIMITS, utf8Length } from './limits.ts';
 import type { Op, OpResult } from './types.ts';
+import { UPGRADED } from './versions.ts';
 
-export * from './outbox-drain.ts';
 
 /** One op waiting in the outbox, with its serialized size so batches can be bounded without re-encoding. */
 export interface OutboxEntry {
@@ -56,7 +56,7 @@ export function entryOf(op: Op): OutboxEntry {
  *
  * It stops at a gap in seq, because the server refuses a batch whose seqs are not consecutive. Seqs
  * are taken in the same transaction as the write, so the outbox is gapless except below an ack's
- * `through`, where an op still waits for its own result (see applyAck) while later ones are gone.
+ * `through`, where an op still waits for its own result (see planAck) while later ones are gone.
  */
 export function chooseBatch(entries: readonly OutboxEntry[], limits: BatchLimits, fromSeq?: number): OutboxEntry[] {
   const start = fromSeq === undefined ? 0 : entries.findIndex((entry) => entry.op.seq >= fromSeq);
@@ -99,6 +99,10 @@ export interface AckOutcome {
   remove: number[];
   /** The rejected ones (a subset of `remove`), to move to the dead-letter list if still held. */
   deadLetters: Array<{ seq: number; code: string; message: string; at: number }>;
+  /** Committed ops the server applied as the app's upgrade rewrote them (core/versions.ts), ascending: the
+   * server's state holds the upgraded op, not the one we sent, so it must not be folded into our copy of
+   * it; the server's row reaches us through the change stream. */
+  upgraded: number[];
   /** The device's clock after observing the ack. */
   clock: number;
 }
@@ -118,13 +122,17 @@ export interface AckOutcome {
  *
  * A result above `through` is ignored: that op was not committed, so it must stay.
  */
-export function applyAck(ack: Ack, clock: number, now: number): AckOutcome {
+export function planAck(ack: Ack, clock: number, now: number): AckOutcome {
   const remove = new Set<number>();
   const deadLetters: AckOutcome['deadLetters'] = [];
+  const upgraded: number[] = [];
   for (const result of ack.results) {
     if (result.seq > ack.through || remove.has(result.seq)) continue;
     remove.add(result.seq);
-    if (!isRejection(result)) continue;
+    if (!isRejection(result)) {
+      if (result.code === UPGRADED) upgraded.push(result.seq);
+      continue;
+    }
     deadLetters.push({
       seq: result.seq,
       code: result.code ?? 'rejected',
@@ -133,7 +141,8 @@ export function applyAck(ack: Ack, clock: number, now: number): AckOutcome {
     });
   }
   deadLetters.sort((a, b) => a.seq - b.seq);
-  return { remove: [...remove].sort((a, b) => a - b), deadLetters, clock: observe(clock, ack.lamport) };
+  upgraded.sort((a, b) => a - b);
+  return { remove: [...remove].sort((a, b) => a - b), deadLetters, upgraded, clock: observe(clock, ack.lamport) };
 }
 
 /** A rejected op, or a resent one whose first answer was a rejection (its first ack was lost). */
@@ -147,9 +156,9 @@ export interface AckedEntries {
   clock: number;
 }
 
-/** applyAck carried out on an in-memory outbox: the reference the IndexedDB side must match. */
-export function applyAckToEntries(entries: readonly OutboxEntry[], ack: Ack, clock: number, now: number): AckedEntries {
-  const outcome = applyAck(ack, clock, now);
+/** planAck carried out on an in-memory outbox: the reference the IndexedDB side must match. */
+export function planAckOnEntries(entries: readonly OutboxEntry[], ack: Ack, clock: number, now: number): AckedEntries {
+  const outcome = planAck(ack, clock, now);
   const removed = new Set(outcome.remove);
   const held = new Map(entries.map((entry) => [entry.op.seq, entry.op] as const));
   const dead: DeadLetter[] = [];
@@ -179,7 +188,7 @@ export interface Restamped {
  * op minted by a tab meanwhile is either restamped here or ticks from the raised clock. Unchanged
  * entries keep their identity, so only the changed ones need writing back.
  */
-export function restamp(entries: readonly OutboxEntry[], floor: number): Restamped {
+export function planRestamp(entries: readonly OutboxEntry[], floor: number): Restamped {
   let prev = floor;
   const out = entries.map((entry) => {
     const lamport = Math.max(entry.op.lamport, prev + 1);

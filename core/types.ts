@@ -31,7 +31,14 @@ export interface Op {
   value?: Fields;
   /** Wall-clock milliseconds when the person made the change (informational, never used to order). */
   at: number;
+  /** The app's schema version for this op's collection when it was written (absent: 1); the server brings
+   * an older op up to its own version with the app's upgrade (core/versions.ts). */
+  version?: number;
 }
+
+/** What a member may do in a space: the owner everything, an editor read and write, a viewer only read. */
+export const ROLES = ['owner', 'editor', 'viewer'] as const;
+export type Role = (typeof ROLES)[number];
 
 /**
  * The mergeable state of one entity: per-field last-writer-wins registers plus two more:
@@ -65,7 +72,9 @@ export interface OpResult {
   result: OpResultKind;
   /** For duplicates: what the op got the first time (never `duplicate`). */
   first?: Exclude<OpResultKind, 'duplicate'>;
-  /** For rejections (or duplicates of them): machine-readable reason and a sentence. */
+  /** For rejections (or duplicates of them): machine-readable reason and a sentence. For an op applied or
+   * superseded (or a duplicate of one) as the app's upgrade rewrote it: `upgraded` (core/versions.ts), and
+   * the server's state holds the upgraded op, which reaches the writer through the change stream. */
   code?: string;
   message?: string;
 }

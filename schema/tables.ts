@@ -16,7 +16,7 @@
 
 import { sql } from 'drizzle-orm';
 import { check, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
-import type { Fields, Stamp } from '../core/types.ts';
+import { type Fields, ROLES, type Stamp } from '../core/types.ts';
 
 // ── accounts ────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -113,13 +113,16 @@ export const members = sqliteTable(
     userId: text('user_id')
       .notNull()
       .references(() => users.id, { onDelete: 'cascade' }),
-    role: text('role', { enum: ['owner', 'member'] }).notNull(),
+    /** owner: everything, and the only one who invites, removes and changes roles; editor: reads and
+     * writes; viewer: reads only (their ops are rejected `read_only`). Migration 0002 made every earlier
+     * 'member' an editor. */
+    role: text('role', { enum: ROLES }).notNull(),
   },
   (t) => [
     primaryKey({ columns: [t.spaceId, t.userId] }),
     // "which spaces may this user read/write" is asked on every push and subscribe.
     index('members_user_id_idx').on(t.userId),
-    check('members_role_known', sql`${t.role} IN ('owner', 'member')`),
+    check('members_role_known', sql`${t.role} IN ('owner', 'editor', 'viewer')`),
   ],
 );
 
@@ -212,23 +215,45 @@ export const meta = sqliteTable('meta', {
   key: text('key').primaryKey(),
   value: text('value').notNull(),
 });
+// ── effects ─────────────────────────────────────────────────────────────────────────────────────────────
 
-// ── row types ───────────────────────────────────────────────────────────────────────────────────────────
-
-export type User = typeof users.$inferSelect;
-export type NewUser = typeof users.$inferInsert;
-export type Session = typeof sessions.$inferSelect;
-export type NewSession = typeof sessions.$inferInsert;
-export type Token = typeof tokens.$inferSelect;
-export type NewToken = typeof tokens.$inferInsert;
-export type Device = typeof devices.$inferSelect;
-export type NewDevice = typeof devices.$inferInsert;
-export type Space = typeof spaces.$inferSelect;
-export type NewSpace = typeof spaces.$inferInsert;
-export type Member = typeof members.$inferSelect;
-export type NewMember = typeof members.$inferInsert;
-export type OpRecord = typeof ops.$inferSelect;
-export type NewOpRecord = typeof ops.$inferInsert;
-export type Entity = typeof entities.$inferSelect;
-export type NewEntity = typeof entities.$inferInsert;
-export type MetaRow = typeof meta.$inferSelect;
+/**
+ * One row per (applied op, effect handler), written in the SAME transaction as the op's ledger row and
+ * entity (invariant 10): an op that is never applied, or applied but a resend (answered from the ledger),
+ * can never add one, and the primary key would refuse a second. The dispatcher (server/effects.ts) delivers
+ * each row after the commit, at least once, with the op id as the idempotency key:
+ *
+ *   pending ──claim (lease_owner, lease_until: one instance at a time)──▶ handler ─ok──▶ done
+ *      ▲                                                                     │ threw / timed out
+ *      └───── next_at = now + backoff(attempts) ◀── attempts < max ◀────────┤
+ *   failed ◀─────────────────────────────────────── attempts = max ◀────────┘   (retry → pending, drop → dropped)
+ *
+ * A lease left by an instance that died mid-handler expires and another instance claims it again.
+ * `payload` is what the handler gets: `{ op, writer, entity }` as of the commit.
+ */
+export const effects = sqliteTable(
+  'effects',
+  {
+    opId: text('op_id').notNull(),
+    name: text('name').notNull(),
+    payload: text('payload').notNull(),
+    status: text('status', { enum: ['pending', 'done', 'failed', 'dropped'] }).notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    /** When it may be tried next (ms). */
+    nextAt: integer('next_at').notNull(),
+    /** The instance holding it, until `lease_until`; both null while nobody does. */
+    leaseOwner: text('lease_owner'),
+    leaseUntil: integer('lease_until'),
+    /** The last failure, one safe sentence (never a stack). */
+    lastError: text('last_error'),
+    createdAt: integer('created_at').notNull(),
+    /** When it was delivered, failed for good or dropped. */
+    settledAt: integer('settled_at'),
+  },
+  (t) => [
+    primaryKey({ columns: [t.opId, t.name] }),
+    // Claims (pending and due) and the counts /metrics and /healthz read.
+    index('effects_status_next_at_idx').on(t.status, t.nextAt),
+    check('effects_status_known', sql`${t.status} IN ('pending', 'done', 'failed', 'dropped')`),
+  ],
+);

@@ -1,42 +1,21 @@
 // Every message on the wire, one valibot union per direction. PROTOCOL.md is the normative text;
-// this file is its executable form, parsed at every edge (server routes, socket, Service Worker).
-//
-// Protocol versions:
-//   1 — first version: push/ack over HTTP and socket, subscribe with per-space cursors, catch-up pages,
-//       live changes, ack watermarks to every connection of a device, reset below the purge horizon.
+// this file is its executable form, parsed at every edge (server routes, socket, Service Worker). The
+// protocol version's history and the other fixed facts (names, close codes, statuses) are in protocol.ts;
+// the op itself, and describeIssues, are in op.ts.
 import * as v from 'valibot';
-import { PROTOCOL_VERSION } from '../core/limits.ts';
-import type { Json } from '../core/types.ts';
+import { LIMITS, utf8Length } from '../core/limits.ts';
+import type { EntityRow } from '../core/types.ts';
+import { SpaceRef } from './accounts.ts';
+import { Fields, int, OpSchema, Seq, text } from './op.ts';
+import { ERROR_CODES, PROTOCOL_VERSION } from './protocol.ts';
 
-export { PROTOCOL_VERSION };
-
-const int = (min: number) =>
-  v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(Number.MAX_SAFE_INTEGER));
-/** Op-level limits (id length, names, value size) are checked per op by core/validate.ts, so a
- * well-formed op that breaks them is rejected alone instead of refusing its whole batch. */
-// A lone surrogate cannot be stored as UTF-8: SQLite would turn it into U+FFFD and two different ids
-// could collide. Such strings are refused with the envelope.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const text = v.pipe(v.string(), v.check((s) => !LONE_SURROGATE.test(s), 'Strings must be valid Unicode (no lone surrogates).'));
-const Seq = int(1);
+/** The device id of an envelope: what every op of it carries too (PROTOCOL.md §3 limits). */
+const DeviceId = v.pipe(text, v.minLength(1, 'The device id is empty.'),
+  v.check((s) => utf8Length(s) <= LIMITS.idBytes, `The device id is longer than ${LIMITS.idBytes} bytes.`),
+  // U+0000 ends every device id in the stamps of the fields a server rule computes (core/clock.ts).
+  v.check((s) => !s.includes('\u0000'), 'The device id must not contain U+0000.'));
 const Cursor = int(0);
 const Stamp = v.pipe(v.tuple([int(0), v.string()]), v.readonly());
-// Bodies and frames are parsed with JSON.parse, so every value below a field is JSON already.
-const JsonValue = v.custom<Json>(() => true);
-const Fields = v.record(v.string(), JsonValue);
-
-export const OpSchema = v.strictObject({
-  id: text,
-  device: text,
-  seq: Seq,
-  lamport: Seq,
-  space: text,
-  collection: text,
-  key: text,
-  kind: v.picklist(['put', 'patch', 'delete']),
-  value: v.optional(Fields),
-  at: v.pipe(v.number(), v.finite()),
-});
 
 /** A batch's ops must all be the sender's and consecutive in seq, or the envelope is malformed. */
 const Ops = v.pipe(
@@ -48,16 +27,18 @@ const sameDevice = <T extends { device: string; ops: { device: string }[] }>(bat
   batch.ops.every((op) => op.device === batch.device);
 const SAME_DEVICE = 'Every op must belong to the device that sends the batch.';
 
+export { describeIssues, OpSchema } from './op.ts';
+
 // ─── device → server ────────────────────────────────────────────────────────────────────────────
 
 /** Body of `POST /v1/push`. */
 export const PushBody = v.pipe(
-  v.strictObject({ protocol: v.literal(PROTOCOL_VERSION), device: text, ops: Ops }),
+  v.strictObject({ protocol: v.literal(PROTOCOL_VERSION), device: DeviceId, ops: Ops }),
   v.check(sameDevice, SAME_DEVICE),
 );
 
-export const UpHello = v.strictObject({ type: v.literal('hello'), protocol: v.literal(PROTOCOL_VERSION), device: text });
-export const UpPush = v.strictObject({ type: v.literal('push'), rid: int(0), device: text, ops: Ops });
+export const UpHello = v.strictObject({ type: v.literal('hello'), protocol: v.literal(PROTOCOL_VERSION), device: DeviceId });
+export const UpPush = v.strictObject({ type: v.literal('push'), rid: int(0), device: DeviceId, ops: Ops });
 export const UpSubscribe = v.strictObject({
   type: v.literal('subscribe'),
   spaces: v.pipe(v.array(v.strictObject({ space: text, cursor: Cursor })), v.minLength(1), v.maxLength(100)),
@@ -69,17 +50,9 @@ export const Up = v.pipe(
   v.check((message) => message.type !== 'push' || sameDevice(message), SAME_DEVICE),
 );
 
-export const LoginBody = v.strictObject({
-  name: v.pipe(v.string(), v.minLength(1), v.maxLength(128)),
-  password: v.pipe(v.string(), v.minLength(1), v.maxLength(1024)),
-});
-
 // ─── server → device ────────────────────────────────────────────────────────────────────────────
 
-export const ErrorCode = v.picklist([
-  'seq_gap', 'lamport_regression', 'auth_required', 'forbidden', 'invalid',
-  'too_large', 'rate_limited', 'reset', 'not_found', 'internal',
-]);
+export const ErrorCode = v.picklist(ERROR_CODES);
 
 export const OpResultSchema = v.strictObject({
   seq: Seq,
@@ -153,12 +126,21 @@ export const DownChanges = v.strictObject({
   /** The serverSeq of the last entity in this message: store it as the space's cursor once applied. */
   cursor: Cursor,
   lamport: Cursor,
+  /**
+   * The cursor this frame continues from (sockets that offered `ferry.from`): it holds every entity with
+   * `from < serverSeq ≤ cursor`. Above the client's stored cursor, a frame before it was lost.
+   */
+  from: v.optional(Cursor),
 });
 export const DownCaughtUp = v.strictObject({ type: v.literal('caught_up'), space: v.string(), cursor: Cursor });
 export const DownReset = v.strictObject({ type: v.literal('reset'), space: v.string(), horizon: Cursor });
 export const DownPong = v.strictObject({ type: v.literal('pong'), t: v.number() });
 
-export const Down = v.variant('type', [DownWelcome, DownAck, DownError, DownChanges, DownCaughtUp, DownReset, DownPong]);
+/** The user's spaces changed (an invitation, a removal, a new or renamed space): the whole list, now. A space
+ * no longer in it is no longer synced; its queued ops will come back rejected `forbidden`. */
+export const DownSpaces = v.strictObject({ type: v.literal('spaces'), spaces: v.array(SpaceRef) });
+
+export const Down = v.variant('type', [DownWelcome, DownAck, DownError, DownChanges, DownCaughtUp, DownReset, DownPong, DownSpaces]);
 
 export type PushBody = v.InferOutput<typeof PushBody>;
 export type Up = v.InferOutput<typeof Up>;
@@ -169,10 +151,7 @@ export type ErrorCode = v.InferOutput<typeof ErrorCode>;
 export type EntityWire = v.InferOutput<typeof EntityWire>;
 export type SnapshotBody = v.InferOutput<typeof SnapshotBody>;
 
-/** The first problem valibot found, as one sentence for the `message` of an `invalid` error. */
-export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {
-  const issue = issues[0];
-  if (!issue) return 'The message is malformed.';
-  const path = v.getDotPath(issue);
-  return path ? `${path}: ${issue.message}` : issue.message;
-}
+/** The entity type is core's EntityRow; on the wire it leaves out the space, which its frame or page names
+ * once. This fails to compile the moment the two drift apart. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+export const ENTITY_WIRE_IS_CORE_ROW: Same<EntityWire, Omit<EntityRow, 'space'>> = true;

@@ -2,12 +2,16 @@
 //   sw.js       the ready Service Worker (sw/sw.ts): outbox drain, Background Sync, app-shell cache
 //   ferry.js    the page library (client/index.ts) as an ES module, for apps without a bundler
 //   app.js      the demo PWA (client/demo/main.ts)
+//   chunks/     what the two pages load only when they need it (`import()`: the page's own drainer, the
+//               sync socket, the worker's registration), shared by both where the code is the same
 // Run: `bun scripts/build-web.ts` (the start script and the binary build run it first).
+//
+// The pages are split at their dynamic imports; the worker is one file (a Service Worker cannot `import()`).
 //
 // The worker is bundled last, with FERRY_SHELL defined as the list of files to cache for offline
 // starts and a hash of their bytes: any change to the app changes sw.js, so browsers install the new
 // worker, which caches the new files under a new name.
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 
 const ROOT = path.resolve(import.meta.dir, '..');
@@ -41,24 +45,51 @@ export function shellManifest(): { files: string[]; version: string } {
   return { files, version: hasher.digest('hex').slice(0, 16) };
 }
 
+/** How a page bundle is built (bench/bundle.ts measures exactly this): `entry` → `outdir/name`, its
+ * dynamic imports as chunks/<module>-<hash>.js beside it. */
+export function pageBuild(entry: string, name: string, outdir: string): Bun.BuildConfig {
+  return {
+    entrypoints: [path.join(ROOT, entry)],
+    target: 'browser',
+    format: 'esm',
+    minify: true,
+    splitting: true,
+    sourcemap: 'linked',
+    naming: { entry: name, chunk: `${CHUNKS}/[name]-[hash].js` },
+    outdir,
+    define: { 'process.env.NODE_ENV': '"production"' },
+  };
+}
+
+const CHUNKS = 'chunks';
+
 export async function buildWeb(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
+  const written = new Set<string>();
   for (const [entry, name] of entries) {
     if (!existsSync(path.join(ROOT, entry))) continue; // pieces land one by one; skip what is not there yet
-    const define: Record<string, string> = { 'process.env.NODE_ENV': '"production"' };
-    if (name === 'sw.js') define.FERRY_SHELL = JSON.stringify(shellManifest());
-    const result = await Bun.build({
-      entrypoints: [path.join(ROOT, entry)],
-      target: 'browser',
-      format: 'esm',
-      minify: true,
-      sourcemap: 'linked',
-      naming: name,
-      outdir: OUT,
-      define,
-    });
+    const config: Bun.BuildConfig = name === 'sw.js'
+      ? {
+        ...pageBuild(entry, name, OUT), splitting: false, naming: name,
+        define: { 'process.env.NODE_ENV': '"production"', FERRY_SHELL: JSON.stringify(shellManifest()) },
+      }
+      : pageBuild(entry, name, OUT);
+    const result = await Bun.build(config);
     for (const log of result.logs) console[result.success ? 'warn' : 'error'](log);
     if (!result.success) throw new Error(`bundling ${entry} failed`);
+    for (const output of result.outputs) written.add(path.resolve(output.path));
+    // The chunks of an earlier build that this one no longer has would be cached as shell for nothing.
+    if (name === 'app.js') removeStaleChunks(written);
+  }
+}
+
+/** Deletes what chunks/ holds that this build did not write (after the pages, before the worker lists the shell). */
+function removeStaleChunks(written: Set<string>): void {
+  const dir = path.join(OUT, CHUNKS);
+  if (!existsSync(dir)) return;
+  for (const file of readdirSync(dir)) {
+    const full = path.join(dir, file);
+    if (!written.has(full)) rmSync(full, { force: true });
   }
 }
 

@@ -1,15 +1,15 @@
 // Files the server ships with: the drizzle migrations and the PWA. Run from source they are read from
 // the repo; inside the `bun build --compile` binary (scripts/build.ts) they are embedded with
-// `compile.assets` and read from Bun's in-binary filesystem, which node:fs and Bun.file() both read,
-// directories included (readdir, stat, existsSync). So nothing is ever unpacked to disk.
+// `compile.assets` and read from Bun's in-binary filesystem, which node:fs reads, directories included
+// (readdir, stat, existsSync). So nothing is ever unpacked to disk. Only node:fs is used here, so Deno
+// serves the same files from the repo as Bun does.
 //
 // An asset path is "<mount>/<path inside it>", e.g. "public/index.html" or
 // "migrations/meta/_journal.json". A mount is built from one or more repo folders; when two folders
 // hold the same path, the later folder wins (a built bundle overrides a static file of the same name).
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { BunFile } from 'bun';
 
 /** Mount name → repo-relative source folders, lowest priority first. scripts/build.ts embeds these. */
 export const ASSET_MOUNTS = {
@@ -19,14 +19,36 @@ export const ASSET_MOUNTS = {
 
 export type AssetMount = keyof typeof ASSET_MOUNTS;
 
-/** True inside the compiled binary. */
-export const isCompiled: boolean = Bun.isStandaloneExecutable;
+/** True inside the compiled binary (only Bun makes one). */
+export const isCompiled: boolean = (globalThis as { Bun?: { isStandaloneExecutable: boolean } }).Bun?.isStandaloneExecutable ?? false;
 
 // Source: this file is <repo>/server/assets.ts. Binary: everything is bundled into one module whose
-// import.meta.dir is the embedded root ("/$bunfs/root" on Linux and macOS), and `compile.assets`
+// import.meta.dirname is the embedded root ("/$bunfs/root" on Linux and macOS), and `compile.assets`
 // mounts each staged folder there under its own name.
-const REPO_ROOT = path.resolve(import.meta.dir, '..');
-const EMBED_ROOT = import.meta.dir;
+const HERE = import.meta.dirname!;
+const REPO_ROOT = path.resolve(HERE, '..');
+const EMBED_ROOT = HERE;
+
+/** Content-Types by extension, for every kind of file the PWA ships (others are octet-stream). */
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html;charset=utf-8',
+  '.js': 'text/javascript;charset=utf-8',
+  '.mjs': 'text/javascript;charset=utf-8',
+  '.css': 'text/css;charset=utf-8',
+  '.json': 'application/json;charset=utf-8',
+  '.map': 'application/json;charset=utf-8',
+  '.webmanifest': 'application/manifest+json;charset=utf-8',
+  '.txt': 'text/plain;charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.webp': 'image/webp',
+  '.woff2': 'font/woff2',
+};
+
+export function contentTypeOf(file: string): string {
+  return CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
 
 /** Folders to look in for a mount, highest priority first. */
 function mountDirs(mount: AssetMount): string[] {
@@ -60,43 +82,21 @@ function parseAssetPath(assetPath: string): { mount: AssetMount; rel: string } |
   return { mount, rel: rest.join('/') };
 }
 
-/**
- * The file for an asset path, as a BunFile (lazy; `new Response(file)` streams it with a
- * Content-Type from its extension), or null when there is no such file.
- */
-export async function assetFile(assetPath: string): Promise<BunFile | null> {
+/** The file on disk (or in the binary) for an asset path, or null when there is no such file. */
+export async function assetFile(assetPath: string): Promise<string | null> {
   const parsed = parseAssetPath(assetPath);
   if (parsed === null) return null;
   for (const dir of mountDirs(parsed.mount)) {
-    const file = Bun.file(path.join(dir, parsed.rel));
-    // exists() is false for directories, so "public/icons" is not an asset.
-    if (await file.exists()) return file;
+    const file = path.join(dir, parsed.rel);
+    // A directory is not an asset, so "public/icons" is not one.
+    if (await stat(file).then((s) => s.isFile(), () => false)) return file;
   }
   return null;
 }
 
-/** The bytes of an asset, or null when there is no such file. */
-export async function readAsset(assetPath: string): Promise<Uint8Array | null> {
-  const file = await assetFile(assetPath);
-  return file === null ? null : await file.bytes();
-}
-
-/** Every asset path in one mount, or in all of them; sorted, each listed once. */
-export async function listAssets(mount?: AssetMount): Promise<string[]> {
-  const mounts = mount === undefined ? (Object.keys(ASSET_MOUNTS) as AssetMount[]) : [mount];
-  const found = new Set<string>();
-  for (const m of mounts) {
-    for (const dir of mountDirs(m)) {
-      if (!existsSync(dir)) continue;
-      for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-        if (!entry.isFile()) continue;
-        const rel = path.relative(dir, path.join(entry.parentPath, entry.name)).split(path.sep);
-        if (rel.some(isHiddenName)) continue;
-        found.add(`${m}/${rel.join('/')}`);
-      }
-    }
-  }
-  return [...found].sort();
+/** A file as a response, its Content-Type from its extension. The PWA's files are small: read whole. */
+export async function fileResponse(file: string): Promise<Response> {
+  return new Response(new Uint8Array(await readFile(file)), { headers: { 'content-type': contentTypeOf(file) } });
 }
 
 /**
@@ -113,7 +113,7 @@ export async function staticAssets(urlPath: string): Promise<Response | null> {
   }
   const rel = decoded.replace(/^\/+/, '');
   const file = await assetFile(`public/${rel === '' || rel.endsWith('/') ? `${rel}index.html` : rel}`);
-  return file === null ? null : new Response(file);
+  return file === null ? null : fileResponse(file);
 }
 
 /**

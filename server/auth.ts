@@ -2,17 +2,22 @@
 // an exact Origin allowlist, CSRF defences on cookie-authenticated writes, and no tokens in URLs.
 // Embedders replace `authenticate` with their own hook and keep every other check.
 import type { Accounts, UserRef } from './accounts.ts';
+import { CSRF_HEADER, CSRF_VALUE, TOKEN_PROTOCOL_PREFIX } from '../schema/protocol.ts';
 import { fail } from './errors.ts';
 
 export const SESSION_COOKIE = 'ferry_session';
-export const SOCKET_PROTOCOL = 'ferry.v1';
-const TOKEN_PROTOCOL_PREFIX = 'ferry.auth.';
 const URL_TOKEN_PARAMS = ['token', 'access_token', 'auth', 'authorization', 'session'];
 
 export interface Principal {
   user: UserRef;
   /** How the request proved it: cookie-authenticated writes need the CSRF checks. */
   via: 'cookie' | 'token' | 'custom';
+  /**
+   * Whether the credential still holds (not signed out, revoked or expired since). A socket lives long after
+   * its handshake: the server asks again before every push and every minute, and closes it with 4401 once
+   * it does not. Absent: the credential never ends by itself (an embedder's hook may say otherwise).
+   */
+  stillValid?: () => Promise<boolean>;
 }
 
 /** The embedder's hook: return the user behind a request, or null. */
@@ -23,15 +28,21 @@ export function builtInAuthenticate(accounts: Accounts, now: () => number): Auth
     const token = bearerOf(request);
     if (token) {
       const user = await accounts.userByToken(token, now());
-      return user ? { user, via: 'token' } : null;
+      return user ? { user, via: 'token', stillValid: recheck(accounts.userByToken, token, user.id, now) } : null;
     }
     const session = cookieOf(request, SESSION_COOKIE);
     if (session) {
       const user = await accounts.userBySession(session, now());
-      return user ? { user, via: 'cookie' } : null;
+      return user ? { user, via: 'cookie', stillValid: recheck(accounts.userBySession, session, user.id, now) } : null;
     }
     return null;
   };
+}
+
+/** Made outside the request's scope: a socket keeps its principal for its whole life, and a closure made
+ * in there kept the handshake's Request and headers alive with it. */
+function recheck(lookup: (secret: string, now: number) => Promise<UserRef | null>, secret: string, userId: string, now: () => number) {
+  return async () => (await lookup(secret, now()))?.id === userId;
 }
 
 /** Bearer token from the Authorization header, or from the socket's `ferry.auth.<token>` subprotocol. */
@@ -87,8 +98,8 @@ export function originAllowed(request: Request, allowlist: readonly string[]): b
 
 /** CSRF defences for a cookie-authenticated write (PROTOCOL.md §5). */
 export function checkCookieWrite(request: Request, allowlist: readonly string[]): void {
-  if (request.headers.get('x-ferry') !== '1') {
-    throw fail('forbidden', 'Cookie-authenticated writes need the header "X-Ferry: 1".');
+  if (request.headers.get(CSRF_HEADER) !== CSRF_VALUE) {
+    throw fail('forbidden', `Cookie-authenticated writes need the header "${CSRF_HEADER}: ${CSRF_VALUE}".`);
   }
   if (request.headers.get('sec-fetch-site') === 'cross-site') {
     throw fail('forbidden', 'Cross-site requests may not write.');

@@ -1,19 +1,25 @@
 // Group commit: pushes that arrive while a transaction is running wait and then share the next one,
 // so one fsync (synchronous=FULL) serves many batches. Every answer is released only after the
-// transaction that holds it committed.
+// transaction that holds it committed. The group is taken once the transaction holds the write lock
+// (`take`), so pushes that arrive while another process holds it (scale-out on one file) join it too.
 //
 //   idle ──submit──▶ running ──commit──▶ (queue empty) idle
 //                      ▲  │
 //                      └──┘ commit, queue not empty: next group
-import type { Batch, BatchOutcome } from './apply.ts';
+import { setImmediate } from 'node:timers';
+import type { Batch, BatchOutcome } from '../core/apply.ts';
+import { logFailure } from './log.ts';
 
 export interface CommitResult<Extra> {
   outcomes: BatchOutcome[];
   extra: Extra;
 }
 
-/** Runs one write transaction for a group of batches; outcomes in the order given. */
-export type CommitGroup<Extra> = (batches: Batch[]) => Promise<CommitResult<Extra>>;
+/**
+ * Runs one write transaction: begins it, calls `take()` for the group (once, synchronously, after the
+ * lock is held), commits; outcomes in the order `take` gave.
+ */
+export type CommitGroup<Extra> = (take: () => Batch[]) => Promise<CommitResult<Extra>>;
 
 interface Waiting {
   batch: Batch;
@@ -59,24 +65,30 @@ export function createCommitter<Extra>(
       // batch (1,000 single-op pushes/s = 1,000 commits/s, and the queue grew without bound). One turn of
       // the loop lets every push already received join the group.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      const group = takeGroup();
-      const batches = group.map((w) => w.batch);
+      let group: Waiting[] | null = null;
+      let batches: Batch[] = [];
       let result: CommitResult<Extra>;
       try {
-        result = await commit(batches);
+        result = await commit(() => {
+          group = takeGroup();
+          batches = group.map((w) => w.batch);
+          return batches;
+        });
       } catch (error) {
         // The group failed: usually nothing was committed (rollback); with a test-only fault hook the
         // commit may stand. Either way every batch is answered with an error and its device resends;
-        // exactly-once holds because a committed resend is answered `duplicate`.
-        for (const w of group) w.reject(error);
+        // exactly-once holds because a committed resend is answered `duplicate`. A transaction that never
+        // began (the lock not had in time) fails the group that would have been next.
+        for (const w of group ?? takeGroup()) w.reject(error);
         continue;
       }
+      const taken: Waiting[] = group ?? [];
       try {
         afterCommit(result.extra, batches, result.outcomes);
       } catch (error) {
-        console.error('ferry: fan-out after commit failed', error); // the commit stands; answer anyway
+        logFailure('fan-out after commit failed', error); // the commit stands; answer anyway
       }
-      group.forEach((w, i) => w.resolve(result.outcomes[i]!));
+      taken.forEach((w, i) => w.resolve(result.outcomes[i]!));
     }
     running = null;
   };

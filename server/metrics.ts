@@ -12,6 +12,11 @@ export function createMetrics() {
     ferry_batches_refused_total: 0,
     ferry_catchup_rows_total: 0,
     ferry_sockets_closed_slow_total: 0,
+    ferry_sockets_refused_total: 0,
+    ferry_effects_recorded_total: 0,
+    ferry_effects_delivered_total: 0,
+    ferry_effects_retried_total: 0,
+    ferry_effects_failed_total: 0,
   };
   const buckets = LATENCY_BUCKETS_MS.map(() => 0);
   let latencyCount = 0;
@@ -35,11 +40,13 @@ export function createMetrics() {
         if (ms <= le) buckets[i]!++;
       });
     },
-    render(): string {
+    /** `extra`: counters and gauges owned elsewhere (the change bus's), by full name. */
+    render(extra: { counters?: Record<string, number>; gauges?: Record<string, number> } = {}): string {
       const lines: string[] = [];
-      for (const [name, value] of Object.entries(counters)) {
+      for (const [name, value] of Object.entries({ ...counters, ...extra.counters })) {
         lines.push(`# TYPE ${name} counter`, `${name} ${value}`);
       }
+      for (const [name, value] of Object.entries(extra.gauges ?? {})) lines.push(`# TYPE ${name} gauge`, `${name} ${value}`);
       lines.push('# TYPE ferry_sockets_open gauge', `ferry_sockets_open ${sockets}`);
       lines.push('# TYPE ferry_apply_latency_ms histogram');
       LATENCY_BUCKETS_MS.forEach((le, i) => lines.push(`ferry_apply_latency_ms_bucket{le="${le}"} ${buckets[i]}`));

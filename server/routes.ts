@@ -3,9 +3,10 @@
 import { Elysia } from 'elysia';
 import * as v from 'valibot';
 import { LIMITS } from '../core/limits.ts';
-import { describeIssues, LoginBody, PushBody, type SnapshotBody } from '../schema/wire.ts';
-import { clearedSessionCookie, cookieOf, isSecure, originAllowed, SESSION_COOKIE, sessionCookie } from './auth.ts';
-import type { Ferry } from './context.ts';
+import { LoginBody } from '../schema/accounts.ts';
+import { describeIssues, PushBody, type SnapshotBody } from '../schema/wire.ts';
+import { clearedSessionCookie, cookieOf, isSecure, originAllowed, refuseUrlTokens, SESSION_COOKIE, sessionCookie } from './auth.ts';
+import type { ServerContext } from './context.ts';
 import { errorResponse, fail } from './errors.ts';
 
 const DAY = 86_400_000;
@@ -15,11 +16,12 @@ const DAY = 86_400_000;
 const MAX_BODY_BYTES = LIMITS.batchBytes;
 
 /** Reads and validates a JSON body: 413 over the limit, 400 for JSON or schema problems. */
-async function readBody<S extends v.GenericSchema>(request: Request, schema: S, maxBytes = 64 * 1024): Promise<v.InferOutput<S>> {
+export async function readBody<S extends v.GenericSchema>(request: Request, schema: S, maxBytes = 64 * 1024): Promise<v.InferOutput<S>> {
   const declared = Number(request.headers.get('content-length') ?? 0);
   if (declared > maxBytes) throw fail('too_large', `The body is ${declared} bytes; the limit is ${maxBytes}.`);
-  const text = await request.text();
-  if (Buffer.byteLength(text) > maxBytes) throw fail('too_large', `The body is over ${maxBytes} bytes.`);
+  const bytes = await request.arrayBuffer();
+  if (bytes.byteLength > maxBytes) throw fail('too_large', `The body is over ${maxBytes} bytes.`);
+  const text = new TextDecoder().decode(bytes); // as request.text(): bad UTF-8 becomes U+FFFD
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -31,7 +33,7 @@ async function readBody<S extends v.GenericSchema>(request: Request, schema: S, 
   return parsed.output;
 }
 
-export function accountRoutes(ferry: Ferry) {
+export function accountRoutes(ferry: ServerContext) {
   const ttl = ferry.deps.sessionTtlMs ?? 30 * DAY;
   return new Elysia({ name: 'ferry-accounts' })
     .post('/v1/auth/login', async ({ request }) => {
@@ -47,33 +49,24 @@ export function accountRoutes(ferry: Ferry) {
     .post('/v1/auth/logout', async ({ request }) => {
       const principal = await ferry.principal(request, true);
       const secret = cookieOf(request, SESSION_COOKIE);
-      if (principal.via === 'cookie' && secret) await ferry.accounts.endSession(secret);
+      if (principal.via === 'cookie' && secret) {
+        await ferry.accounts.endSession(secret);
+        ferry.credentialsChanged([principal.user.id]); // that session's open sockets close now
+      }
       return new Response(JSON.stringify({ ok: true }), {
         headers: { 'content-type': 'application/json', 'set-cookie': clearedSessionCookie() },
       });
     }, { parse: 'none' })
     .get('/v1/me', async ({ request }) => {
-      const { user } = await ferry.principal(request, false);
-      return { user, spaces: await ferry.accounts.spacesOf(user.id) };
-    })
-    .post('/v1/spaces', async ({ request }) => {
-      const { user } = await ferry.principal(request, true);
-      const body = await readBody(request, v.strictObject({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(200)) }));
-      return ferry.accounts.createSpace(user.id, body.name, ferry.now());
-    }, { parse: 'none' })
-    .post('/v1/spaces/:id/members', async ({ request, params }) => {
-      const { user } = await ferry.principal(request, true);
-      const body = await readBody(request, v.strictObject({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(128)) }));
-      if ((await ferry.accounts.role(user.id, params.id)) !== 'owner') {
-        throw fail('forbidden', 'Only the owner of a space can invite members.');
-      }
-      const invitee = await ferry.accounts.userByName(body.name);
-      if (!invitee) throw fail('not_found', `There is no user named "${body.name}".`);
-      return { added: await ferry.accounts.addMember(params.id, invitee.id), user: { id: invitee.id, name: invitee.name } };
-    }, { parse: 'none' });
+      // Signed out is an answer, not an error: an app asks this at every start.
+      refuseUrlTokens(new URL(request.url));
+      const principal = await ferry.authenticate(request);
+      if (!principal) return { user: null, spaces: [] };
+      return { user: principal.user, spaces: await ferry.accounts.spacesOf(principal.user.id) };
+    });
 }
 
-export function pushRoutes(ferry: Ferry) {
+export function pushRoutes(ferry: ServerContext) {
   return new Elysia({ name: 'ferry-push' }).post('/v1/push', async ({ request }) => {
     const principal = await ferry.principal(request, true);
     const body = await readBody(request, PushBody, MAX_BODY_BYTES);
@@ -87,7 +80,7 @@ export function pushRoutes(ferry: Ferry) {
   }, { parse: 'none' });
 }
 
-export function snapshotRoutes(ferry: Ferry) {
+export function snapshotRoutes(ferry: ServerContext) {
   const Query = v.object({
     space: v.pipe(v.string(), v.minLength(1)),
     after: v.optional(v.pipe(v.string(), v.digits(), v.transform(Number)), '0'),
@@ -107,13 +100,32 @@ export function snapshotRoutes(ferry: Ferry) {
   });
 }
 
-export function healthRoutes(ferry: Ferry) {
+export function healthRoutes(ferry: ServerContext) {
   return new Elysia({ name: 'ferry-health' })
+    // Still 200 while the bus is lost: pushes, catch-up and snapshots work; only live changes from other
+    // instances wait until it is back (docs/scale-out.md). Taking every instance out of a load balancer
+    // because Redis is down would turn a delay into an outage.
     .get('/healthz', async () => {
-      const heads = await ferry.store.heads();
-      return { ok: true, serverSeq: heads.serverSeq };
+      const [heads, effects] = await Promise.all([ferry.store.heads(), ferry.effects.counts()]);
+      // `effects: 'failing'` while any effect gave up (until an operator retries or drops it): degraded, not
+      // down, so the instance keeps serving (the rows are the database's, not this instance's).
+      return {
+        ok: true, serverSeq: heads.serverSeq, bus: ferry.bus.healthy() ? 'connected' : 'lost',
+        effects: effects.failed > 0 ? 'failing' : 'ok', effectsPending: effects.pending, effectsFailed: effects.failed,
+      };
     })
-    .get('/metrics', () => new Response(ferry.metrics.render(), {
-      headers: { 'content-type': 'text/plain; version=0.0.4' },
-    }));
+    .get('/metrics', async () => {
+      const effects = await ferry.effects.counts();
+      return new Response(ferry.metrics.render({
+        gauges: {
+          ferry_bus_up: ferry.bus.healthy() ? 1 : 0,
+          ferry_effects_pending: effects.pending,
+          ferry_effects_failed: effects.failed,
+          ferry_effects_oldest_pending_age_ms: effects.oldestPendingAt === null ? 0 : Math.max(0, ferry.now() - effects.oldestPendingAt),
+        },
+        counters: Object.fromEntries(Object.entries(ferry.bus.stats?.() ?? {}).map(([name, n]) => [`ferry_bus_${name}_total`, n])),
+      }), {
+        headers: { 'content-type': 'text/plain; version=0.0.4' },
+      });
+    });
 }

@@ -3,10 +3,14 @@
 // fires the sync event itself (CDP), and with no page open at all.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { dispatchSync, launchDevice, type Device } from './support/browser.ts';
-import { buildWeb, expectGapless, ledger, ledgerCount, openApp, openRaw, rawSignIn, signIn, startWebServer, status, until } from './support/ferry-page.ts';
-import { removeDir, type TestServer } from './support/server.ts';
+import { SYNC_TAG } from '../schema/protocol.ts';
+import { buildWeb, expectGapless, ledger, ledgerCount, openApp, openRaw, rawSignIn, signIn, startWebServer, status, until, workerState } from './support/ferry-page.ts';
+import { recordingAuth, removeDir, type TestServer } from './support/server.ts';
 
 let server: TestServer;
+// Every request the server authenticated: a push that reached it shows here even when it was refused.
+const auth = recordingAuth();
+const pushesSince = (mark: number) => auth.seen.slice(mark).filter((r) => r.path === '/v1/push');
 const devices: Device[] = [];
 const launch = async () => {
   const device = await launchDevice();
@@ -16,7 +20,7 @@ const launch = async () => {
 
 beforeAll(async () => {
   await buildWeb();
-  server = await startWebServer();
+  server = await startWebServer(auth.deps);
   await server.user('ann');
 }, 60_000);
 
@@ -36,10 +40,17 @@ describe('Background Sync', () => {
 
     await device.context.setOffline(true);
     await until('the page to see it is offline', async () => (await status(page)).state === 'offline');
+    const offline = auth.seen.length;
     await page.evaluate((s) => (window as any).ferry.collection(s, 'items').put('milk', { title: 'Milk' }), space);
     expect(await status(page)).toMatchObject({ state: 'offline', pending: 1 });
-    await Bun.sleep(500);
+    // The write's wake-up has had its chance: it went to Background Sync, where the browser holds it
+    // for the network, and no drain is running or waiting to.
+    await until('the wake-up to wait in Background Sync', async () => {
+      const worker = await workerState(device, server);
+      return worker.tags.includes(SYNC_TAG) && !worker.draining;
+    });
     expect(await ledgerCount(server, deviceId)).toBe(0);
+    expect(pushesSince(offline)).toEqual([]);
 
     // From here the test only watches the server: nothing is clicked or evaluated in the tab.
     await device.context.setOffline(false);
@@ -64,11 +75,19 @@ describe('Background Sync', () => {
     const login = await rawSignIn(page, 'ann');
     const deviceId: string = await page.evaluate(() => (window as any).raw.deviceId());
     await device.context.setOffline(true);
+    const offline = auth.seen.length;
     await page.evaluate((space) => (window as any).raw.enqueue(3, 1, space), login.spaces[0].id);
     await page.evaluate(() => (window as any).raw.registerSync());
     await page.close(); // no page: no online listener, no timer, no socket
-    await Bun.sleep(500);
+    expect(device.context.pages()).toEqual([]);
+    // Asked directly, the worker still has the registration waiting and no drain running: the tab's
+    // closing lost nothing, and the browser holds the sync event for the network.
+    await until('the registration to outlive the tab', async () => {
+      const worker = await workerState(device, server);
+      return worker.tags.includes(SYNC_TAG) && !worker.draining;
+    });
     expect(await ledgerCount(server, deviceId)).toBe(0);
+    expect(pushesSince(offline)).toEqual([]);
 
     await device.context.setOffline(false);
     const rows = await until('three ops on the server', async () => {
@@ -84,11 +103,20 @@ describe('Background Sync', () => {
     const login = await rawSignIn(page, 'ann');
     const deviceId: string = await page.evaluate(() => (window as any).raw.deviceId());
     await device.context.setOffline(true);
+    await until('the worker to see it is offline', async () => !(await workerState(device, server)).online);
+    const offline = auth.seen.length;
     await page.evaluate((space) => (window as any).raw.enqueue(5, 5, space), login.spaces[0].id);
     await device.context.setOffline(false);
-    // Nothing registered a sync and nothing messages the worker: the ops just wait.
-    await Bun.sleep(1000);
+    // Nothing registered a sync and nothing messages the worker: the ops just wait. The network's
+    // return has reached the worker, and the browser has no sync to fire for it, nor is any drain
+    // running or waiting to: nothing is left that could carry them.
+    const idle = await until('the worker to be online with nothing to do', async () => {
+      const worker = await workerState(device, server);
+      return worker.online && !worker.draining ? worker : null;
+    });
+    expect(idle.tags).toEqual([]);
     expect(await ledgerCount(server, deviceId)).toBe(0);
+    expect(pushesSince(offline)).toEqual([]);
     expect(await page.evaluate(() => (window as any).raw.pending())).toBe(5);
 
     await dispatchSync(page, server.base, 'ferry:drain');

@@ -311,4 +311,4 @@ test(`fuzz: ${INPUTS} generated bad pushes and socket frames`, async () => {
   expect(proc.exitCode).toBeNull();
   expect(health).toBe(200);
   expect(output).not.toMatch(/uncaught|unhandled|request failed|frame failed|RangeError|TypeError|panic/i);
-}, 120_000);
+}, 300_000); // ~50 s alone; a loaded 2-core machine has taken over 120 s

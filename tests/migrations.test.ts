@@ -3,20 +3,20 @@
 // re-migration, and agreement with schema/tables.ts.
 
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { Client, Transaction } from '@libsql/client';
 import { eq } from 'drizzle-orm';
 import {
   BUSY_TIMEOUT_MS,
-  DEFAULT_MIGRATIONS_FOLDER,
   FILE_CONNECTIONS,
   migrate,
   openDatabase,
   type Database,
-} from '../server/db.ts';
+} from '../server/storage/db.ts';
 import { devices, entities, ops, sessions, spaces, users } from '../schema/tables.ts';
+import { migrationsFolder } from '../server/assets.ts';
 
 const REPO = join(import.meta.dir, '..');
 let dir: string;
@@ -247,7 +247,7 @@ describe('committed migrations on a real libSQL file', () => {
         applied: (await database.client.execute('SELECT hash, created_at FROM __drizzle_migrations')).rows,
       });
       const before = await state();
-      const committed = readdirSync(DEFAULT_MIGRATIONS_FOLDER).filter((f) => f.endsWith('.sql'));
+      const committed = readdirSync(await migrationsFolder()).filter((f) => f.endsWith('.sql'));
       expect(before.applied.length).toBe(committed.length);
       await migrate(database.db);
       await migrate(database.db);
@@ -268,11 +268,43 @@ describe('committed migrations on a real libSQL file', () => {
   });
 });
 
+describe('a database made before roles', () => {
+  test("migration 0002 keeps every membership: an owner stays owner, a 'member' becomes an editor", async () => {
+    // The migrations up to 0001 only (a server of before roles), with a space and two memberships in it.
+    const old = join(dir, 'before-roles');
+    cpSync(await migrationsFolder(), old, { recursive: true });
+    const journalPath = join(old, 'meta', '_journal.json');
+    const journal = JSON.parse(readFileSync(journalPath, 'utf8'));
+    journal.entries = journal.entries.filter((e: { tag: string }) => e.tag < '0002');
+    writeFileSync(journalPath, JSON.stringify(journal));
+    const url = `file:${join(dir, 'before-roles.db')}`;
+    const first = await openDatabase(url);
+    try {
+      await migrate(first.db, old);
+      await first.client.execute("INSERT INTO users (id, name, password_hash, created_at) VALUES ('u1', 'ada', 'x', 1), ('u2', 'bo', 'x', 1)");
+      await first.client.execute("INSERT INTO spaces (id, name, owner_id, personal, created_at) VALUES ('s1', 'Trip', 'u1', 0, 1)");
+      await first.client.execute("INSERT INTO members (space_id, user_id, role) VALUES ('s1', 'u1', 'owner'), ('s1', 'u2', 'member')");
+    } finally {
+      first.close();
+    }
+    const now = await openDatabase(url);
+    try {
+      await migrate(now.db);
+      const rows = (await now.client.execute('SELECT user_id, role FROM members ORDER BY user_id')).rows.map((r) => [r.user_id, r.role]);
+      expect(rows).toEqual([['u1', 'owner'], ['u2', 'editor']]);
+      expect(await refusal(now.client.execute("UPDATE members SET role = 'member' WHERE user_id = 'u2'"))).toMatch(/CHECK constraint/i);
+      expect((await indexesOf(now.client, 'members')).map((i) => i.name)).toContain('members_user_id_idx');
+    } finally {
+      now.close();
+    }
+  });
+});
+
 describe('schema/tables.ts and schema/migrations agree', () => {
-  test('drizzle-kit generate finds nothing to add', () => {
+  test('drizzle-kit generate finds nothing to add', async () => {
     // Generate into a copy so a disagreement can never write into the repository.
     const out = join(dir, 'kit-out');
-    cpSync(DEFAULT_MIGRATIONS_FOLDER, out, { recursive: true });
+    cpSync(await migrationsFolder(), out, { recursive: true });
     const config = join(dir, 'drizzle.check.config.ts');
     writeFileSync(
       config,

@@ -1,6 +1,6 @@
 // Model-based reliability test (DESIGN invariants 1–5) with real parts end to end:
 //
-//   device × 2–3: sw/store.ts on its own fake-indexeddb — a page connection (writes) and a killable
+//   device × 2–3: device/store.ts on its own fake-indexeddb — a page connection (writes) and a killable
 //                 "Service Worker" (its own connection + the real drainer with a local lock and a
 //                 virtual clock whose sleep returns at once + createHttpTransport)
 //        │  fetch (the device's bearer token added; `x-fault: cut` answers become network errors)

@@ -7,8 +7,8 @@
 //      nothing is partially written (heads and row counts unchanged); with the limit raised the resend applies.
 import { afterEach, expect, test } from 'bun:test';
 import type { Op } from '../core/types.ts';
-import type { Batch } from '../server/apply.ts';
-import { FILE_CONNECTIONS } from '../server/db.ts';
+import type { Batch } from '../core/apply.ts';
+import { FILE_CONNECTIONS } from '../server/storage/db.ts';
 import { push, removeDir, startServer, type TestServer } from './support/server.ts';
 
 let server: TestServer | null = null;

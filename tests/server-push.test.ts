@@ -1,28 +1,30 @@
+// Apply, resend and gap over HTTP, on every runtime the server runs on (tests/support/targets.ts).
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { makeOps, push, removeDir, startServer, type TestServer } from './support/server.ts';
+import { makeOps, push, removeDir } from './support/server.ts';
+import { startTarget, targets, type Target, type User } from './support/targets.ts';
 
-let server: TestServer;
-let alice: { id: string; token: string; space: string };
-beforeAll(async () => {
-  server = await startServer();
-  alice = await server.user('alice');
-});
-afterAll(async () => {
-  await server.stop();
-  removeDir(server.dir);
-});
+for (const runtime of targets()) describe(`POST /v1/push on ${runtime}`, () => {
+  let server: Target;
+  let alice: User;
+  beforeAll(async () => {
+    server = await startTarget(runtime);
+    alice = await server.user('alice');
+  });
+  afterAll(async () => {
+    await server.stop();
+    removeDir(server.dir);
+  });
 
-describe('POST /v1/push', () => {
   test('applies a batch, then answers a resend with the first results and changes nothing', async () => {
     const ops = makeOps('dev-a', alice.space, 1, 5);
     const first = await push(server.base, alice.token, 'dev-a', ops);
     expect(first.status).toBe(200);
     expect(first.body.through).toBe(5);
     expect(first.body.results.map((r: any) => r.result)).toEqual(Array(5).fill('applied'));
-    const head = (await server.app.decorator.ferry.store.heads()).serverSeq;
+    const head = (await server.store.heads()).serverSeq;
     const again = await push(server.base, alice.token, 'dev-a', ops);
     expect(again.body.results.map((r: any) => [r.result, r.first])).toEqual(Array(5).fill(['duplicate', 'applied']));
-    expect((await server.app.decorator.ferry.store.heads()).serverSeq).toBe(head);
+    expect((await server.store.heads()).serverSeq).toBe(head);
   });
 
   test('refuses a gap with the expected seq, and the resend from there succeeds', async () => {

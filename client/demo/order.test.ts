@@ -1,6 +1,6 @@
 import { expect, test } from 'bun:test';
 import fc from 'fast-check';
-import { between, moved } from './order.ts';
+import { between, moved, nextOrder } from './order.ts';
 
 test('moving an item up or down puts it exactly one place further', () => {
   fc.assert(fc.property(
@@ -23,4 +23,14 @@ test('between works at the ends and in the middle', () => {
   expect(between(undefined, 3)).toBe(2);
   expect(between(3, undefined)).toBe(4);
   expect(between(1, 2)).toBe(1.5);
+});
+
+test('items added faster than the list re-renders each get their own place, in the order added', () => {
+  const rendered = [1, 2, 3]; // what the screen showed before a burst of 30 adds, none rendered yet
+  const handed = Array.from({ length: 30 }, () => nextOrder('burst', rendered));
+  expect(new Set(handed).size).toBe(30);
+  expect([...handed].sort((a, b) => a - b)).toEqual(handed);
+  expect(handed[0]).toBeGreaterThan(3);
+  // Once the burst is rendered, the next add still goes after it.
+  expect(nextOrder('burst', [...rendered, ...handed])).toBeGreaterThan(handed.at(-1)!);
 });

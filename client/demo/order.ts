@@ -15,3 +15,14 @@ export function moved(orders: readonly number[], index: number, delta: -1 | 1): 
   if (target < 0 || target >= orders.length) return null;
   return delta < 0 ? between(orders[target - 1], orders[target]) : between(orders[target], orders[target + 1]);
 }
+
+/** The highest order handed out per list in this tab, so items added faster than the list re-renders
+ * (whose `orders` are then behind) still each get their own place at the end. */
+const lastHanded = new Map<string, number>();
+
+/** The order for a new item at the end of `list`, whose rendered orders are `orders`. */
+export function nextOrder(list: string, orders: readonly number[]): number {
+  const order = between(Math.max(orders.at(-1) ?? 0, lastHanded.get(list) ?? 0), undefined);
+  lastHanded.set(list, order);
+  return order;
+}

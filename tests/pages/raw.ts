@@ -1,8 +1,8 @@
 // A page with the device store and the Service Worker but none of the page library's wake-ups (no
 // online listener, no timer, no socket): what reaches the server from here, the worker sent on its own.
 // Bundled by tests/support/ferry-page.ts to /test/raw.js.
-import { SYNC_TAG } from '../../sw/messages.ts';
-import { createStore, type Store } from '../../sw/store.ts';
+import { SYNC_TAG } from '../../schema/protocol.ts';
+import { createStore, type Store } from '../../device/store.ts';
 
 let store: Store | null = null;
 const open = async () => (store ??= await createStore());
@@ -37,6 +37,12 @@ const raw = {
   },
   async deviceId(): Promise<string> {
     return (await open()).getDeviceId();
+  },
+  /** Asks the worker itself to drain, as the page library does where there is no Background Sync (the
+   * answer is not awaited). */
+  async messageWorker(): Promise<void> {
+    await navigator.serviceWorker.ready;
+    navigator.serviceWorker.controller!.postMessage({ type: 'drain' }, [new MessageChannel().port2]);
   },
   async registerSync(): Promise<void> {
     const registration = (await navigator.serviceWorker.ready) as ServiceWorkerRegistration & { sync: { register(tag: string): Promise<void> } };

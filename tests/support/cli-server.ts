@@ -1,84 +1,77 @@
-// `bun server/cli.ts serve` as a separate process over a temp libSQL file, for suites that must look at
-// the server from outside: its resident memory (/proc/<pid>/status), its exit, its log. Users and tokens
-// are made with the CLI's own `user add` / `token create`, as an operator would.
+// `ferry serve` as a separate process over a temp libSQL file, on Bun (`bun server/cli.ts`) or Deno
+// (`deno run … server/deno.ts`), for suites that must look at the server from outside: its resident
+// memory (/proc/<pid>/status), its exit, its log, a kill -9. Users and tokens are made with the CLI's own
+// `user add` / `token create`, as an operator would. spawnServer starts any server script that prints
+// "listening on http://127.0.0.1:<port>" (targets.ts's test server too).
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { CLI_ENTRY, command, ROOT, type RuntimeName } from './runtimes.ts';
 
-const ROOT = join(import.meta.dir, '..', '..');
-const CLI = join(ROOT, 'server', 'cli.ts');
-const BUN = process.execPath;
-
-export interface CliServer {
-  proc: Bun.Subprocess;
+export interface ServerProcess {
+  proc: Bun.Subprocess<'pipe', 'pipe', 'pipe'>;
   pid: number;
   base: string;
   ws: string;
   port: number;
-  dir: string;
-  dbUrl: string;
   /** Everything the server printed so far (stdout and stderr). */
   output(): string;
-  /** Runs a CLI subcommand against the same database file; resolves with its trimmed stdout. */
-  cli(args: string[]): Promise<string>;
-  /** `user add` + `token create`: the user's id, a bearer token and the personal space. */
-  user(name: string): Promise<{ id: string; token: string; space: string }>;
   /** SIGTERM, then SIGKILL if it has not exited within 5 s. */
   stop(): Promise<void>;
 }
 
-/** Runs the ferry CLI to completion (bounded) and returns its trimmed stdout. */
-export async function runCli(args: string[], env: Record<string, string> = {}): Promise<string> {
-  const proc = Bun.spawn([BUN, CLI, ...args], { cwd: ROOT, stdout: 'pipe', stderr: 'pipe', env: { ...process.env, FERRY_DB: '', ...env } });
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+export interface CliServer extends ServerProcess {
+  runtime: RuntimeName;
+  dir: string;
+  dbUrl: string;
+  /** Runs a CLI subcommand against the same database file; resolves with its trimmed stdout. */
+  cli(args: string[]): Promise<string>;
+  /** `user add` + `token create`: the user's id, a bearer token and the personal space. */
+  user(name: string): Promise<{ id: string; token: string; space: string }>;
+}
+
+/** Runs the ferry CLI to completion (bounded) and returns its trimmed stdout. `dbDir`: the database's folder. */
+export async function runCli(args: string[], env: Record<string, string> = {}, runtime: RuntimeName = 'bun', dbDir = tmpdir()): Promise<string> {
+  const proc = Bun.spawn(command(runtime, CLI_ENTRY[runtime], args, dbDir), {
+    cwd: ROOT, stdout: 'pipe', stderr: 'pipe', env: { ...process.env, FERRY_DB: '', ...env },
+  });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
   const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   clearTimeout(timer);
-  if (code !== 0) throw new Error(`ferry ${args.join(' ')} exited ${code}: ${err}`);
+  if (code !== 0) throw new Error(`ferry ${args.join(' ')} (${runtime}) exited ${code}: ${err}`);
   return out.trim();
 }
 
 /**
- * Starts `ferry serve --port 0` (the OS picks the port, read back from its "listening on" line) and
- * waits, bounded, until /healthz answers. `extra` are more serve flags.
+ * Spawns `argv` and waits, bounded, until it printed its port and /healthz answers there. `port` 0 (the
+ * default the scripts are given) lets the OS pick.
  */
-export async function serveCli(extra: string[] = [], dir = mkdtempSync(join(tmpdir(), 'ferry-cli-'))): Promise<CliServer> {
-  const dbUrl = `file:${join(dir, 'ferry.db')}`;
-  const proc = Bun.spawn([BUN, CLI, 'serve', '--db', dbUrl, '--port', '0', '--host', '127.0.0.1', ...extra], {
-    cwd: ROOT, stdout: 'pipe', stderr: 'pipe', env: { ...process.env, FERRY_DB: '' },
-  });
+export async function spawnServer(argv: string[], options: { stdin?: 'pipe' } = {}): Promise<ServerProcess> {
+  const proc = Bun.spawn(argv, {
+    cwd: ROOT, stdout: 'pipe', stderr: 'pipe', stdin: options.stdin ?? 'ignore', env: { ...process.env, FERRY_DB: '' },
+  }) as unknown as Bun.Subprocess<'pipe', 'pipe', 'pipe'>;
   let text = '';
   for (const stream of [proc.stdout, proc.stderr]) {
     void (async () => {
       for await (const chunk of stream as ReadableStream<Uint8Array>) text += new TextDecoder().decode(chunk);
     })().catch(() => {});
   }
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 30_000;
   let port = 0;
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`ferry serve exited ${proc.exitCode}: ${text}`);
+  let up = false;
+  while (Date.now() < deadline && !up) {
+    if (proc.exitCode !== null) throw new Error(`${argv.slice(0, 4).join(' ')} exited ${proc.exitCode}: ${text}`);
     port ||= Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(text)?.[1] ?? 0);
-    if (port > 0) {
-      const ok = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
-      if (ok) break;
-    }
-    await Bun.sleep(20);
+    if (port > 0) up = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
+    if (!up) await Bun.sleep(20);
   }
-  if (port === 0 || Date.now() >= deadline) {
+  if (!up) {
     proc.kill('SIGKILL');
-    throw new Error(`ferry serve did not answer /healthz within 15 s: ${text}`);
+    throw new Error(`the server did not answer /healthz within 30 s: ${text}`);
   }
-  const base = `http://127.0.0.1:${port}`;
-  const cli = (args: string[]) => runCli([...args, '--db', dbUrl]);
   return {
-    proc, pid: proc.pid, base, ws: `ws://127.0.0.1:${port}/v1/sync`, port, dir, dbUrl, cli,
+    proc, pid: proc.pid, port, base: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}/v1/sync`,
     output: () => text,
-    async user(name) {
-      const created = await cli(['user', 'add', name, '--password', `${name}-password`]);
-      const id = /\((.+?)\)/.exec(created)?.[1];
-      if (!id) throw new Error(`unexpected "user add" output: ${created}`);
-      const token = await cli(['token', 'create', name]);
-      return { id, token, space: `u:${id}` };
-    },
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.kill('SIGTERM');
@@ -88,6 +81,30 @@ export async function serveCli(extra: string[] = [], dir = mkdtempSync(join(tmpd
     },
   };
 }
+
+/**
+ * Starts `ferry serve --port 0` on `runtime` and waits until it answers. `extra` are more serve flags;
+ * `port` a fixed one (to restart a server where its clients expect it).
+ */
+export async function serveCli(extra: string[] = [], dir = mkdtempSync(join(tmpdir(), 'ferry-cli-')), runtime: RuntimeName = 'bun', port = 0): Promise<CliServer> {
+  const dbUrl = `file:${join(dir, 'ferry.db')}`;
+  const args = ['serve', '--db', dbUrl, '--port', String(port), '--host', '127.0.0.1', ...extra];
+  const server = await spawnServer(command(runtime, CLI_ENTRY[runtime], args, dir));
+  const cli = (more: string[]) => runCli([...more, '--db', dbUrl], {}, runtime, dir);
+  return {
+    ...server, runtime, dir, dbUrl, cli,
+    async user(name) {
+      const created = await cli(['user', 'add', name, '--password', `${name}-password`]);
+      const id = /\((.+?)\)/.exec(created)?.[1];
+      if (!id) throw new Error(`unexpected "user add" output: ${created}`);
+      const token = await cli(['token', 'create', name]);
+      return { id, token, space: `u:${id}` };
+    },
+  };
+}
+
+/** The folder of a `file:` URL's database. */
+export const dbDirOf = (dbUrl: string) => dirname(dbUrl.replace(/^file:/, ''));
 
 /** Resident set size of a process, in bytes (VmRSS; `peak`: VmHWM), from /proc/<pid>/status. */
 export function rssBytes(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {

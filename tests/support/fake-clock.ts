@@ -10,6 +10,10 @@ export interface FakeClock {
   advance(ms: number): void;
   /** Timers set and not yet fired or cleared. */
   pending(): number;
+  /** A Sleep port on this clock: moves time by `ms` (firing what falls due) instead of waiting. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /** Every sleep asked for, in ms. */
+  readonly sleeps: number[];
 }
 
 // A timer that keeps re-arming itself at 0 ms would hang `advance`; fail the test instead.
@@ -19,6 +23,7 @@ export function createFakeClock(start = 0): FakeClock {
   let time = start;
   let nextId = 1;
   const timers = new Map<number, { at: number; callback: () => void }>();
+  const sleeps: number[] = [];
 
   const advance = (ms: number) => {
     const end = time + ms;
@@ -50,5 +55,10 @@ export function createFakeClock(start = 0): FakeClock {
     },
     advance,
     pending: () => timers.size,
+    sleeps,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+      advance(ms);
+    },
   };
 }

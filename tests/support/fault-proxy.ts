@@ -43,8 +43,8 @@ export interface FaultProxy {
   setPlan(plan: HttpPlan, wsPlan?: WsPlan): void;
   /** Forces the next push request(s) to get this fault, whatever the plan says. */
   forceNext(fault: HttpFault, times?: number): void;
-  /** Forces the next relayed WebSocket frame(s) (of direction `to`, if given) to get this fault. */
-  forceNextWs(fault: WsFault, times?: number, to?: 'up' | 'down'): void;
+  /** Forces the next relayed WebSocket frame(s) (of direction `to`, and of message `type`, if given) to get this fault. */
+  forceNextWs(fault: WsFault, times?: number, to?: 'up' | 'down', type?: string): void;
   /** Cuts every relayed socket now (or only connection `conn`), as `ws-cut` does; returns how many. */
   cutWs(conn?: number): number;
   /** WebSocket frames held (reorder) or delayed right now, not yet delivered or lost. */
@@ -106,7 +106,7 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
   let plan: HttpPlan = options.plan ?? {};
   let wsPlan: WsPlan = options.wsPlan ?? {};
   const forced: HttpFault[] = [];
-  const forcedWs: { fault: WsFault; to?: 'up' | 'down' }[] = [];
+  const forcedWs: { fault: WsFault; to?: 'up' | 'down'; type?: string }[] = [];
   const open = new Set<Bun.ServerWebSocket<WsData>>();
   let observer: ((event: WsEvent) => void) | null = null;
   let nextConn = 1;
@@ -179,8 +179,9 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
   }
 
   // ── WebSocket relay ──────────────────────────────────────────────────────────────────────────
-  const chooseWs = (to: 'up' | 'down'): WsFault | null => {
-    const aimed = forcedWs.findIndex((f) => f.to === undefined || f.to === to);
+  const chooseWs = (to: 'up' | 'down', data: string): WsFault | null => {
+    const aimed = forcedWs.findIndex((f) => (f.to === undefined || f.to === to)
+      && (f.type === undefined || data.startsWith(`{"type":${JSON.stringify(f.type)}`)));
     if (aimed >= 0) return forcedWs.splice(aimed, 1)[0]!.fault;
     for (const fault of WS_FAULTS) if (random.chance(wsPlan[fault] ?? 0)) return fault;
     return null;
@@ -217,7 +218,7 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
     const d = ws.data;
     if (d.closed) return report(d, to, data, 'lost');
     counts.frames += 1;
-    const fault = chooseWs(to);
+    const fault = chooseWs(to, data);
     if (fault !== null) counts[fault] += 1;
     switch (fault) {
       case null:
@@ -311,8 +312,8 @@ export function startFaultProxy(options: { target: string; seed: number; plan?: 
     forceNext(fault, times = 1) {
       for (let i = 0; i < times; i += 1) forced.push(fault);
     },
-    forceNextWs(fault, times = 1, to) {
-      for (let i = 0; i < times; i += 1) forcedWs.push(to === undefined ? { fault } : { fault, to });
+    forceNextWs(fault, times = 1, to, type) {
+      for (let i = 0; i < times; i += 1) forcedWs.push({ fault, ...(to === undefined ? {} : { to }), ...(type === undefined ? {} : { type }) });
     },
     cutWs(conn) {
       const victims = [...open].filter((ws) => conn === undefined || ws.data.conn === conn);

@@ -1,17 +1,17 @@
 // The browser suites' world: the web bundles built once, a real server that serves them plus the test
 // pages under /test/, a page with the page library loaded, and bounded waits. Everything a test waits
 // for is polled with a deadline, so a regression fails with what was last seen instead of hanging.
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { staticAssets } from '../../server/assets.ts';
-import type { AppDeps } from '../../server/app.ts';
+import { DRAIN_LOCK } from '../../schema/protocol.ts';
 import type { Device } from './browser.ts';
-import { startServer, type TestServer } from './server.ts';
+import { startServer, type ServerDeps, type TestServer } from './server.ts';
+import { BUILT, PAGES, testAssets } from './test-assets.ts';
+
+export { testAssets };
 
 const ROOT = path.resolve(import.meta.dir, '../..');
-const PAGES = path.join(ROOT, 'tests/pages');
-const BUILT = path.join(ROOT, '.tmp/test-pages');
 
 let built: Promise<void> | null = null;
 
@@ -21,33 +21,37 @@ export function buildWeb(): Promise<void> {
     const web = Bun.spawn(['bun', 'scripts/build-web.ts'], { cwd: ROOT, stdout: 'pipe', stderr: 'pipe' });
     if ((await web.exited) !== 0) throw new Error(`build-web failed: ${await new Response(web.stderr).text()}`);
     mkdirSync(BUILT, { recursive: true });
-    const result = await Bun.build({
-      entrypoints: [path.join(PAGES, 'raw.ts')], outdir: BUILT, target: 'browser', format: 'esm', naming: 'raw.js',
-    });
-    if (!result.success) throw new Error(`bundling tests/pages/raw.ts failed: ${result.logs.join('\n')}`);
+    for (const page of ['raw', 'react', 'own-sw']) {
+      const define: Record<string, string> = { 'process.env.NODE_ENV': '"production"' };
+      if (page === 'own-sw') define['self.__WB_MANIFEST'] = JSON.stringify(ownShell());
+      const result = await Bun.build({
+        entrypoints: [path.join(PAGES, `${page}.ts`)], outdir: BUILT, target: 'browser', format: 'esm', naming: `${page}.js`,
+        define,
+      });
+      if (!result.success) throw new Error(`bundling tests/pages/${page}.ts failed: ${result.logs.join('\n')}`);
+    }
   })());
 }
 
-/** The PWA as `ferry serve` ships it, plus /test/<file> from tests/pages (and its built script). */
-export async function testAssets(urlPath: string): Promise<Response | null> {
-  if (urlPath.startsWith('/test/')) {
-    const name = urlPath.slice('/test/'.length);
-    if (!/^[a-z0-9-]+\.(html|js)$/.test(name)) return null;
-    for (const dir of [BUILT, PAGES]) {
-      const file = path.join(dir, name);
-      if (existsSync(file)) return new Response(Bun.file(file));
-    }
-    return null;
-  }
-  return staticAssets(urlPath);
+/**
+ * The precache manifest an app's build injects into its own worker (`self.__WB_MANIFEST`), for the test app
+ * that loads `/ferry.js`: its page, the library and every chunk the library may fetch (client/dist/chunks/).
+ */
+function ownShell(): Array<{ url: string; revision: string | null }> {
+  const chunks = readdirSync(path.join(ROOT, 'client/dist/chunks')).filter((file) => file.endsWith('.js'));
+  const revision = String(Date.now()); // this build's: a new build is a new worker with a fresh cache
+  return [
+    { url: '/test/own-app.html', revision }, { url: '/ferry.js', revision },
+    ...chunks.map((file) => ({ url: `/chunks/${file}`, revision: null })), // the name holds the content's hash
+  ];
 }
 
-export function startWebServer(deps: Partial<AppDeps> = {}, dir?: string, port = 0): Promise<TestServer> {
-  return startServer({ assets: testAssets, ...deps }, dir, port);
+export function startWebServer(deps: ServerDeps = {}, dir?: string, port = 0): Promise<TestServer> {
+  return startServer((database) => ({ assets: testAssets, ...(typeof deps === 'function' ? deps(database) : deps) }), dir, port);
 }
 
 /** Starts a stopped server again on the same port and data (pages keep their origin and cookies). */
-export function startAgain(stopped: TestServer, deps: Partial<AppDeps> = {}): Promise<TestServer> {
+export function startAgain(stopped: TestServer, deps: ServerDeps = {}): Promise<TestServer> {
   return startWebServer(deps, stopped.dir, Number(new URL(stopped.base).port));
 }
 
@@ -70,7 +74,7 @@ export interface AppOptions {
 }
 
 /** Opens /test/app.html on `device` and starts the page library as `window.ferry`. */
-export async function openApp(device: Device, server: TestServer, options: AppOptions = {}, page?: Page): Promise<Page> {
+export async function openApp(device: Device, server: { base: string }, options: AppOptions = {}, page?: Page): Promise<Page> {
   const target = page ?? (await device.page());
   await target.goto(`${server.base}/test/app.html`);
   await target.waitForFunction(() => (window as any).ferryReady === true, undefined, { timeout: 10_000 });
@@ -87,7 +91,7 @@ export async function openApp(device: Device, server: TestServer, options: AppOp
 }
 
 /** Opens /test/raw.html (the store and the worker, no page library), with the worker in control. */
-export async function openRaw(device: Device, server: TestServer): Promise<Page> {
+export async function openRaw(device: Device, server: { base: string }): Promise<Page> {
   const page = await device.page();
   await page.goto(`${server.base}/test/raw.html`);
   await page.waitForFunction(() => (window as any).rawReady === true, undefined, { timeout: 10_000 });
@@ -120,6 +124,50 @@ export async function status(page: Page): Promise<any> {
   return page.evaluate(() => (window as any).ferry.status());
 }
 
+/**
+ * Starts recording, in the page, every drainer status broadcast on the device's channel (the worker's
+ * and the pages', each with its `source`): what a drain saw and decided, even when it sent nothing.
+ */
+export async function recordDrains(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const w = window as any;
+    w.drains = [];
+    w.drainChannel = new BroadcastChannel('ferry');
+    w.drainChannel.onmessage = (event: MessageEvent) => {
+      if (event.data?.type === 'status') w.drains.push(event.data.status);
+    };
+  });
+}
+
+/** The broadcasts recorded since recordDrains. */
+export async function drains(page: Page): Promise<any[]> {
+  return page.evaluate(() => (window as any).drains);
+}
+
+export interface WorkerState {
+  /** navigator.onLine in the worker. */
+  online: boolean;
+  /** Background Sync registrations the browser holds for it, not yet fired to completion. */
+  tags: string[];
+  /** Some context of the origin holds the drain lock, or waits for it: a drain runs or is about to. */
+  draining: boolean;
+}
+
+/** Asks the device's Service Worker for `server`'s origin itself, with or without a page open. */
+export async function workerState(device: Device, server: { base: string }): Promise<WorkerState> {
+  const worker = device.context.serviceWorkers().find((sw) => sw.url().startsWith(`${server.base}/`));
+  if (!worker) throw new Error(`no service worker for ${server.base}`);
+  return worker.evaluate(async (lock) => {
+    const scope = self as unknown as { registration: { sync: { getTags(): Promise<string[]> } } };
+    const locks = await navigator.locks.query();
+    return {
+      online: navigator.onLine,
+      tags: await scope.registration.sync.getTags(),
+      draining: [...(locks.held ?? []), ...(locks.pending ?? [])].some((held) => held.name === lock),
+    };
+  }, DRAIN_LOCK);
+}
+
 /** The server's ledger for one device: every processed seq with its result, in seq order. */
 export async function ledger(server: TestServer, device: string): Promise<Array<{ seq: number; result: string; code: string | null }>> {
   const rows = await server.database.client.execute({
@@ -134,7 +182,7 @@ export async function ledgerCount(server: TestServer, device: string): Promise<n
 }
 
 /** A counter from GET /metrics. */
-export async function metric(server: TestServer, name: string): Promise<number> {
+export async function metric(server: { base: string }, name: string): Promise<number> {
   const text = await (await fetch(`${server.base}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   if (!line) throw new Error(`no metric ${name}`);

@@ -1,7 +1,8 @@
 // HTTP helpers for the server suites: one `call` for JSON requests with a bearer token or a session
 // cookie, a raw TCP request (to see the HTTP answer to a refused WebSocket handshake, which the
 // WebSocket API hides), and a fingerprint of the database to prove a refused request changed nothing.
-import type { TestServer } from './server.ts';
+import type { Client } from '@libsql/client';
+import type { SyncStore } from '../../server/storage/sync-store.ts';
 
 export interface Reply {
   status: number;
@@ -137,14 +138,15 @@ export interface DbFingerprint {
   rows: Record<string, number>;
 }
 
-/** Heads plus the row count of every sync table: equal fingerprints mean nothing was written. */
-export async function fingerprint(server: TestServer): Promise<DbFingerprint> {
+/** Heads plus the row count of every sync table: equal fingerprints mean nothing was written. Reads the
+ * server's file through the test's own connection to it (targets.ts). */
+export async function fingerprint(server: { client: Client; store: SyncStore }): Promise<DbFingerprint> {
   const rows: Record<string, number> = {};
   for (const table of ['ops', 'entities', 'devices', 'meta']) {
-    const result = await server.database.client.execute(`SELECT count(*) AS n FROM ${table}`);
+    const result = await server.client.execute(`SELECT count(*) AS n FROM ${table}`);
     rows[table] = Number(result.rows[0]!.n);
   }
-  return { heads: await server.app.decorator.ferry.store.heads(), rows };
+  return { heads: await server.store.heads(), rows };
 }
 
 /** The value of one un-labelled Prometheus sample, or NaN when the metric is missing. */

@@ -9,7 +9,7 @@
 import { sql } from 'drizzle-orm';
 import { applyOp, docEquals } from '../../core/merge.ts';
 import type { Doc } from '../../core/types.ts';
-import { docOfWire } from '../../sw/records.ts';
+import { docOfWire } from '../../device/records.ts';
 import { checkResends } from './model-commands.ts';
 import type { Device, ModelEnv } from './model-device.ts';
 import { rawEntities, stableDoc } from './model-socket-checks.ts';
@@ -46,6 +46,11 @@ async function checkLedger(env: ModelEnv, devices: readonly Device[]): Promise<v
 
 export async function checkRun(env: ModelEnv, devices: readonly Device[], space: string): Promise<void> {
   await checkLedger(env, devices);
+  // What the store keeps to read cheaply (outbox bytes, pending counts, merged docs) agrees with its source.
+  for (const device of devices) {
+    const problems = await device.store.audit();
+    if (problems.length > 0) throw new Error(`device ${device.index}: ${problems.join('; ')}`);
+  }
   const server = env.server();
 
   // The server's state = the merge of every op sent, in any order.

@@ -4,8 +4,8 @@
 import { eq, sql } from 'drizzle-orm';
 import { tokens } from '../../schema/tables.ts';
 import { sha256 } from '../../server/accounts.ts';
-import type { DrainResult } from '../../sw/drainer.ts';
-import type { Store } from '../../sw/store.ts';
+import type { DrainResult } from '../../device/ports.ts';
+import type { Store } from '../../device/store.ts';
 import { type Device, KILL_POINTS, type ModelEnv, startWorker, write } from './model-device.ts';
 
 /** One drain by the device's live worker; a rejection (over its virtual backoff budget) is transient. */
@@ -14,7 +14,7 @@ export async function drain(device: Device, env: ModelEnv, resume = false): Prom
   const worker = device.sw;
   let result: DrainResult | null = null;
   try {
-    result = await (resume ? worker.drainer.resume() : worker.drainer.drain());
+    result = await worker.engine.drain(resume ? 'resume' : 'drain');
   } catch {
     // The ops stay for the next drain.
     env.figures.drainRejections += 1;
@@ -113,8 +113,8 @@ export async function expireToken(device: Device, space: string, env: ModelEnv):
   }
   if (result?.phase !== 'paused-auth') throw new Error(`device ${device.index}: drains with an expired token ended ${result?.phase ?? 'rejected'}`);
   const status = device.status;
-  if (status?.condition !== 'auth-required' || status.lastError?.kind !== 'auth_required') {
-    throw new Error(`device ${device.index}: status with an expired token is ${status?.condition} (${status?.lastError?.kind})`);
+  if (status?.state !== 'auth-required' || status.errorKind !== 'auth_required') {
+    throw new Error(`device ${device.index}: status with an expired token is ${status?.state} (${status?.errorKind})`);
   }
   device.expired = expired;
   await checkKept(device, env, 'expired');
@@ -135,7 +135,7 @@ export async function renewToken(device: Device, env: ModelEnv): Promise<void> {
   device.expired = null;
   env.figures.tokenRenewals += 1;
   env.figures.drains += 1;
-  await device.sw.drainer.signedIn().catch(() => { env.figures.drainRejections += 1; });
+  await device.sw.engine.drain('signed-in').catch(() => { env.figures.drainRejections += 1; });
   await deliverAll(device, env, 30);
   const ledger = await ledgerSeqs(env, device.id);
   if (ledger.length !== device.written || ledger.some((seq, i) => seq !== i + 1)) {

@@ -1,16 +1,20 @@
 // The devices of tests/model.test.ts: one fake-indexeddb database per device, a "page" connection
-// (writes, checks) and a killable "Service Worker" (its own connection + the real drainer +
-// createHttpTransport), which the kill command replaces mid-batch the way a browser restarts a
-// terminated worker. Also the run's figures and the per-scenario environment the commands share.
+// (writes, checks) and a killable "Service Worker": the device engine exactly as sw/worker.ts composes it
+// (device/device.ts, role 'worker': its own connection, drainer and lock, HTTP only), with the model's
+// ports (fake-indexeddb, a virtual clock, a network and a store that a kill cuts off), which the kill
+// command replaces mid-batch the way a browser restarts a terminated worker. Also the run's figures and
+// the per-scenario environment the commands share.
 import { IDBFactory } from 'fake-indexeddb';
 import * as v from 'valibot';
 import type { Fields, Op } from '../../core/types.ts';
 import { AckBody } from '../../schema/wire.ts';
-import { createDrainer, type Drainer, type DrainStore, type SyncStatus } from '../../sw/drainer.ts';
-import { createHttpTransport } from '../../sw/http-transport.ts';
-import { createLocalLock } from '../../sw/ports.ts';
-import type { Draft } from '../../sw/records.ts';
-import { createStore, type Store } from '../../sw/store.ts';
+import { createDevice, type Device as Engine } from '../../device/device.ts';
+import { globalTimers } from '../../device/locks.ts';
+import { STATIC_PARTS } from '../../device/parts.ts';
+import type { FerryStatus } from '../../device/status.ts';
+import { createLocalLock } from '../../device/locks.ts';
+import type { Draft } from '../../device/records.ts';
+import { createStore, type Store } from '../../device/store.ts';
 import { cuttingFetch, type FaultProxy, type rng } from './fault-proxy.ts';
 import type { TestServer } from './server.ts';
 
@@ -55,7 +59,8 @@ export interface Worker {
   alive: boolean;
   /** The worker's own connection to the device's database. */
   store: Store;
-  drainer: Drainer;
+  /** The device engine the worker runs. */
+  engine: Engine;
   pushes: number;
   /** The seqs of its last request. */
   lastBatch: number[];
@@ -81,7 +86,7 @@ export interface Device {
   written: number;
   counter: number;
   /** The last status the live worker reported. */
-  status: SyncStatus | null;
+  status: FerryStatus | null;
   /** A test hook run before each request of the device leaves (the token expiring mid-drain). */
   beforePush: (() => Promise<void>) | null;
   /** Set while the token is expired: the ledger seqs and queued seqs when it expired. */
@@ -124,19 +129,23 @@ export async function startWorker(device: Device, env: ModelEnv): Promise<Worker
   const store = await createStore({ indexedDB: device.factory });
   let killed!: () => void;
   const worker: Worker = {
-    alive: true, store, drainer: undefined!, pushes: 0, lastBatch: [], plan: null, orphan: null,
+    alive: true, store, engine: undefined!, pushes: 0, lastBatch: [], plan: null, orphan: null,
     killed: new Promise<void>((resolve) => { killed = resolve; }),
     die: () => { worker.alive = false; killed(); },
   };
-  const transport = createHttpTransport({
-    url: env.proxy.base, fetch: gatedFetch(device, worker, cuttingFetch(authedFetch(device, env))), timeoutMs: 10_000,
-  });
-  worker.drainer = createDrainer({
-    store: gatedStore(worker), transport, lock: createLocalLock(), now: env.clock.now, random: env.r.next, sleep: env.clock.sleep,
-    onStatus: (status) => { if (worker.alive) device.status = status; },
+  worker.engine = await createDevice({
+    store: gatedStore(worker),
+    parts: STATIC_PARTS,
+    fetch: gatedFetch(device, worker, cuttingFetch(authedFetch(device, env))),
+    lock: createLocalLock(), now: env.clock.now, random: env.r.next, sleep: env.clock.sleep, timers: globalTimers,
+    channel: { post() {}, listen() {}, close() {} },
+    online: { get: () => true, subscribe: () => () => {} },
+  }, {
+    url: env.proxy.base, role: 'worker', pushTimeoutMs: 10_000,
     // Small batches so a drain takes several pushes and faults land between them.
     limits: { maxOps: 4, pageSize: 4, waitBudgetMs: 120_000 },
   });
+  worker.engine.onStatus((status) => { if (worker.alive) device.status = status; });
   return worker;
 }
 
@@ -209,29 +218,30 @@ function observeAnswer(device: Device, status: number, text: string): void {
  * transaction, all or nothing, but nothing after it runs). 'before-apply' / 'after-apply' kill the
  * worker at the first ack it applies from its seeded push on, before the transaction or after it.
  */
-function gatedStore(worker: Worker): DrainStore {
+function gatedStore(worker: Worker): Store {
   const store = worker.store;
   const gate = <T>(call: () => Promise<T>): Promise<T> => {
     if (!worker.alive) return hang();
     return call().then((value) => (worker.alive ? value : hang<T>()), (error) => (worker.alive ? Promise.reject(error) : hang<T>()));
   };
-  return {
-    getDeviceId: () => gate(() => store.getDeviceId()),
-    readOutbox: (fromSeq, limit) => gate(() => store.readOutbox(fromSeq, limit)),
-    outboxStats: () => gate(() => store.outboxStats()),
-    restamp: (floor) => gate(() => store.restamp(floor)),
-    loadDrainState: () => gate(() => store.loadDrainState()),
-    saveDrainState: (state) => gate(() => store.saveDrainState(state)),
-    applyAck: (ack, now) => {
-      const point = worker.plan !== null && worker.pushes >= worker.plan.push ? worker.plan.point : null;
-      if (point === 'before-apply') worker.die();
-      return gate(async () => {
-        const applied = await store.applyAck(ack, now);
-        if (point === 'after-apply') worker.die();
-        return applied;
-      });
-    },
+  const applyAck: Store['applyAck'] = (ack, now, sent) => {
+    const point = worker.plan !== null && worker.pushes >= worker.plan.push ? worker.plan.point : null;
+    if (point === 'before-apply') worker.die();
+    return gate(async () => {
+      const applied = await store.applyAck(ack, now, sent);
+      if (point === 'after-apply') worker.die();
+      return applied;
+    });
   };
+  // Every other call of the store, gated alike.
+  return new Proxy(store, {
+    get(target, name) {
+      if (name === 'applyAck') return applyAck;
+      const member = Reflect.get(target, name, target) as unknown;
+      if (typeof member !== 'function') return member;
+      return (...args: unknown[]) => gate(() => (member as (...a: unknown[]) => Promise<unknown>).apply(target, args));
+    },
+  });
 }
 
 function valueFor(r: Rng): Fields {

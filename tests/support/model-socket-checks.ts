@@ -1,12 +1,12 @@
 // Checks and commands for tests/model-socket.test.ts, written against a structural `ModelDevice` so any
-// model test can use them: the seeded write command, the virtual clock drainers back off on, and the
+// model test can use them: the seeded write command, the warping clock drainers back off on, and the
 // end-of-run checks of DESIGN invariants 1–4 against the server's ledger and entities (each throws a
 // sentence saying what broke). tests/support/model-checks.ts holds the HTTP model's own `checkRun`.
 import { sql } from 'drizzle-orm';
 import { applyOp, docEquals, mergeDocs } from '../../core/merge.ts';
 import type { Doc, Fields, Op } from '../../core/types.ts';
-import type { Draft } from '../../sw/records.ts';
-import type { Store } from '../../sw/store.ts';
+import type { Draft } from '../../device/records.ts';
+import type { Store } from '../../device/store.ts';
 import type { rng } from './rng.ts';
 import type { TestServer } from './server.ts';
 
@@ -34,9 +34,14 @@ export interface ModelDevice {
 }
 
 /** The virtual clock a drainer's backoff runs on: sleeping advances it, nothing really waits. */
-export function virtualClock() {
-  let t = 1_700_000_000_000;
-  return { now: () => t, sleep: async (ms: number) => { t += ms; } };
+/**
+ * The clock of the model's tabs: real time, plus every backoff the drainers slept, which returns at once
+ * and moves the clock on instead (a device suspended that long). So backoff costs no wall time, while the
+ * socket's heartbeat and timers still run on the same clock the drainer reads, as in a browser.
+ */
+export function warpClock() {
+  let warp = 0;
+  return { now: () => Date.now() + warp, sleep: async (ms: number) => { warp += ms; } };
 }
 
 function valueFor(r: Rng): Fields {
@@ -47,7 +52,9 @@ function valueFor(r: Rng): Fields {
 }
 
 /** One person's action: a put, patch or delete of a shared key, sometimes with a bump of the device's counter. */
-export async function writeRandom(device: ModelDevice, space: string, r: Rng, now: number): Promise<void> {
+/** One seeded write; `write` carries it out (default the device's store; a page engine's `write` in the socket model). */
+export async function writeRandom(device: ModelDevice, space: string, r: Rng, now: number,
+  write: (drafts: Draft[]) => Promise<unknown> = (drafts) => device.store.enqueue(drafts, now)): Promise<void> {
   const key = r.pick(MODEL_KEYS);
   const roll = r.next();
   const drafts: Draft[] = [];
@@ -58,7 +65,7 @@ export async function writeRandom(device: ModelDevice, space: string, r: Rng, no
     device.counter += 1;
     drafts.push({ space, collection: 'items', key: `count_${device.index}`, kind: 'patch', value: { n: device.counter } });
   }
-  await device.store.enqueue(drafts, now);
+  await write(drafts);
   device.written += drafts.length;
 }
 
@@ -99,7 +106,7 @@ export function stableDoc(doc: Doc | null): string {
  * batch's ops on that entity, so within one commit (one applied_at) it may go down; across commits a
  * later seq must never have caused an earlier serverSeq.
  */
-export async function checkLedger(server: TestServer, devices: readonly ModelDevice[], figures: LedgerFigures): Promise<void> {
+export async function checkLedger(server: Pick<TestServer, 'database'>, devices: readonly ModelDevice[], figures: LedgerFigures): Promise<void> {
   const ids = devices.map((d) => d.id);
   const ledger = await server.database.db.all<{ rowid: number; device: string; seq: number; result: string; server_seq: number | null; applied_at: number }>(
     sql`SELECT rowid, device, seq, result, code, server_seq, applied_at FROM ops WHERE device IN (${sql.join(ids.map((id) => sql`${id}`), sql`, `)})`);

@@ -1,25 +1,30 @@
-// A device of tests/model-socket.test.ts: one fake-indexeddb database and 1–2 tabs. A tab is a page
-// context wired the way client/index.ts wires a page that drains itself, all real parts:
+// A device of tests/model-socket.test.ts: one fake-indexeddb database and 1–2 tabs. A tab is the device
+// engine exactly as client/index.ts composes it for a page that drains itself (device/device.ts, role
+// 'page', no Service Worker), with the model's ports:
 //
-//   drainer (sw/drainer.ts) ── push ──▶ socket transport ─┐                       (window 4, rid per push)
-//   socket session ◀─ frames ─ socket manager ◀── RecordingSocket (Bun WebSocket) ─┴─▶ fault proxy ─▶ server
-//        │ welcome ─▶ drain, like the page's wake-up on (re)open
-//        ▼ applyChanges / resetSpace / applyAck (recorded: the cursor after every change, what was received)
-//   store (sw/store.ts, this tab's own connection to the device's database)
+//   engine ── drainer ── push ──▶ socket transport ─┐                       (window 4, rid per push)
+//          └─ socket session ◀─ frames ─ socket manager ◀── RecordingSocket (Bun WebSocket) ─┴─▶ fault proxy ─▶ server
+//               │ welcome ─▶ the engine wakes a drain, as on every (re)open
+//               ▼ applyChanges / resetSpace / applyAck (recorded: the cursor after every change, what was received)
+//          store (device/store.ts, this tab's own connection to the device's database)
 //
-// The tabs of a device share its drain lock (the Web Lock `ferry:drain`), so one drains at a time, and
-// each tab's socket hears the acks of the other's pushes as watermarks (acks without a rid).
+// The tabs of a device share its drain lock (the Web Lock `ferry:drain`, so one drains at a time) and its
+// channel (BroadcastChannel), and each tab's socket hears the acks of the other's pushes as watermarks.
 import { IDBFactory } from 'fake-indexeddb';
-import { authFetch, fetchSnapshot } from '../../client/http.ts';
-import { createSocketManager, type SocketConstructor, type SocketLike, type SocketManager } from '../../client/socket-manager.ts';
-import { createSocketSession, type SessionStore, type SocketSession } from '../../client/socket-session.ts';
-import { createSocketTransport, type SocketTransport } from '../../client/socket-transport.ts';
 import type { Op } from '../../core/types.ts';
-import { createDrainer, type DrainLock, type Drainer } from '../../sw/drainer.ts';
-import { createLocalLock } from '../../sw/ports.ts';
-import { createStore, type Store } from '../../sw/store.ts';
+import type { Channel, DeviceParts } from '../../device/device.ts';
+import { createDevice, type Device as Engine } from '../../device/device.ts';
+import { createDeviceSocket } from '../../device/device-socket.ts';
+import { createDrainer, isSyncError } from '../../device/drainer.ts';
+import { authFetch } from '../../device/http.ts';
+import { createLocalLock, globalTimers } from '../../device/locks.ts';
+import type { Broadcast } from '../../device/messages.ts';
+import type { DrainLock } from '../../device/ports.ts';
+import type { SocketConstructor, SocketLike } from '../../device/socket-manager.ts';
+import { createStore, type Store } from '../../device/store.ts';
+import { socketProtocols } from '../../schema/protocol.ts';
 import type { FaultProxy } from './fault-proxy.ts';
-import type { ModelDevice, virtualClock } from './model-socket-checks.ts';
+import type { ModelDevice, warpClock } from './model-socket-checks.ts';
 
 /** Client-side timing, in real ms: short, so a dropped frame costs little wall time. */
 export const PUSH_TIMEOUT_MS = 150;
@@ -33,6 +38,8 @@ export interface SocketFigures {
   drainRejections: number;
   resets: number;
   snapshots: number;
+  /** `changes` frames applied after a lost one (their `from` above the cursor): the cursor stayed. */
+  gaps: number;
 }
 
 /** The device's cursor for the run's space, read after every change it applied. */
@@ -68,14 +75,11 @@ export class CursorLog {
 
 export interface Tab {
   index: number;
+  /** The tab's own connection to the device's database. */
   store: Store;
-  transport: SocketTransport;
-  session: SocketSession;
-  manager: SocketManager;
-  drainer: Drainer;
+  /** The device engine the tab runs. */
+  engine: Engine;
   socket: SocketLike | null;
-  /** Drains started by a welcome, awaited at the end of the run. */
-  background: Set<Promise<unknown>>;
 }
 
 export interface SocketDevice extends ModelDevice {
@@ -86,14 +90,18 @@ export interface SocketDevice extends ModelDevice {
   cursor: CursorLog;
   /** serverSeqs of each entity (`collection/key`) that reached the replica in changes or snapshots. */
   received: Map<string, Set<number>>;
+  /** Every serverSeq of the run's space that `changes` frames brought, in the order applied. */
+  seqs: number[];
   /** Store calls of the socket session that failed (the session records them and goes on). */
   errors: string[];
+  /** The BroadcastChannel between the device's tabs. */
+  channel: () => Channel;
 }
 
 export interface SocketEnv {
   proxy: FaultProxy;
   space: string;
-  clock: ReturnType<typeof virtualClock>;
+  clock: ReturnType<typeof warpClock>;
   /** The PRNG of the client parts (backoff jitter): separate from the command PRNG, whose sequence
    * must not depend on when real I/O made them draw. */
   random: () => number;
@@ -102,11 +110,6 @@ export interface SocketEnv {
   figures: SocketFigures;
   maxOps: number;
 }
-
-const timers = {
-  setTimeout: (callback: () => void, ms: number) => setTimeout(callback, ms),
-  clearTimeout: (handle: unknown) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
 
 /** Bun's WebSocket behind the manager's port, recording the pushes sent and counting frames received. */
 function recordingSocket(tab: () => Tab, env: SocketEnv): SocketConstructor {
@@ -148,70 +151,102 @@ function recordingSocket(tab: () => Tab, env: SocketEnv): SocketConstructor {
   };
 }
 
-/** The session's store: the tab's own, recording the cursor after every change and what arrived. */
-function recordingStore(store: Store, device: SocketDevice, env: SocketEnv): SessionStore {
-  return {
-    observeLamport: (lamport) => store.observeLamport(lamport),
-    getCursors: () => store.getCursors(),
-    applyAck: (ack, now) => store.applyAck(ack, now),
-    async resetSpace(space) {
+/** The tab's HTTP (pushes while its socket is not ready, snapshots), recording the ops it pushes. */
+function recordingFetch(inner: typeof fetch, env: SocketEnv): typeof fetch {
+  return ((input: RequestInfo | URL, init?: RequestInit) => {
+    if (String(input).endsWith('/v1/push') && typeof init?.body === 'string') {
+      env.figures.pushes += 1;
+      for (const op of (JSON.parse(init.body) as { ops: Op[] }).ops) env.sent.set(op.id, op);
+    }
+    return inner(input, init);
+  }) as typeof fetch;
+}
+
+/** The tab's store, recording the cursor after every change the session applies and what arrived. */
+function recordingStore(store: Store, device: SocketDevice, env: SocketEnv): Store {
+  const resetSpace: Store['resetSpace'] = async (space, when) => {
+    // Only a `reset` frame has a cursor to recover; at cursor 0 the session merely forgets what acks
+    // folded in before its first subscribe (PROTOCOL §7).
+    if (when !== 'if-unsynced') {
       device.cursor.reset();
       env.figures.resets += 1;
-      await store.resetSpace(space);
-    },
-    async applyChanges(space, entities, cursor, lamport) {
-      const applied = await store.applyChanges(space, entities, cursor, lamport).catch((error: unknown) => {
-        device.errors.push(`applyChanges ${entities.map((e) => e.serverSeq)}: ${error instanceof Error ? error.message : String(error)}`);
-        throw error;
-      });
-      if (space !== env.space) return applied;
-      for (const e of entities) {
-        const id = `${e.collection}/${e.key}`;
-        const seen = device.received.get(id) ?? new Set<number>();
-        seen.add(e.serverSeq);
-        device.received.set(id, seen);
-      }
-      if (lamport === undefined) env.figures.snapshots += 1;
-      const stored = (await store.getCursors())[space] ?? 0;
-      device.cursor.record(stored, cursor, `${lamport === undefined ? 'snapshot page' : 'changes'} ${entities.map((e) => e.serverSeq)}`);
-      return applied;
-    },
+    }
+    return store.resetSpace(space, when);
   };
+  const applyChanges: Store['applyChanges'] = async (space, entities, cursor, lamport, from) => {
+    const applied = await store.applyChanges(space, entities, cursor, lamport, from).catch((error: unknown) => {
+      device.errors.push(`applyChanges ${entities.map((e) => e.serverSeq)}: ${error instanceof Error ? error.message : String(error)}`);
+      throw error;
+    });
+    if (space !== env.space) return applied;
+    for (const e of entities) {
+      const id = `${e.collection}/${e.key}`;
+      const seen = device.received.get(id) ?? new Set<number>();
+      seen.add(e.serverSeq);
+      device.received.set(id, seen);
+    }
+    if (lamport === undefined) env.figures.snapshots += 1;
+    else for (const e of entities) device.seqs.push(e.serverSeq);
+    const stored = (await store.getCursors())[space] ?? 0;
+    // A frame after a lost one (PROTOCOL §7 `from`) leaves the cursor where it was, by design.
+    if (applied.gap) env.figures.gaps += 1;
+    device.cursor.record(stored, applied.gap ? 0 : cursor, `${lamport === undefined ? 'snapshot page' : 'changes'} ${entities.map((e) => e.serverSeq)}`);
+    return applied;
+  };
+  return new Proxy(store, {
+    get(target, name) {
+      if (name === 'resetSpace') return resetSpace;
+      if (name === 'applyChanges') return applyChanges;
+      const member = Reflect.get(target, name, target) as unknown;
+      return typeof member === 'function' ? (member as (...a: unknown[]) => unknown).bind(target) : member;
+    },
+  });
 }
+
+/** A page's parts arrive as chunks after its engine started (client/index.ts): here a turn later, so the tabs
+ * run the engine's wait for them (the spaces to sync and the start, kept until the socket is there). */
+const later = <T>(part: T) => new Promise<T>((resolve) => setTimeout(() => resolve(part), 0));
+const PAGE_PARTS: DeviceParts = { drainer: () => later({ createDrainer, isSyncError }), socket: () => later({ createDeviceSocket }) };
 
 async function makeTab(index: number, device: SocketDevice, env: SocketEnv): Promise<Tab> {
   const store = await createStore({ indexedDB: device.factory });
-  const transport = createSocketTransport({ timers, window: 4, timeoutMs: PUSH_TIMEOUT_MS });
-  const tab: Tab = { index, store, transport, session: undefined!, manager: undefined!, drainer: undefined!, socket: null, background: new Set() };
-  tab.drainer = createDrainer({
-    store, transport, lock: device.lock, now: env.clock.now, random: env.random, sleep: env.clock.sleep,
+  const tab: Tab = { index, store, engine: undefined!, socket: null };
+  tab.engine = await createDevice({
+    store: recordingStore(store, device, env),
+    parts: PAGE_PARTS,
+    fetch: recordingFetch(authFetch(() => device.token), env),
+    lock: device.lock, now: env.clock.now, random: env.random, sleep: env.clock.sleep, timers: globalTimers,
+    channel: device.channel(),
+    online: { get: () => true, subscribe: () => () => {} },
+    socket: { WebSocket: recordingSocket(() => tab, env), protocols: () => socketProtocols(device.token) },
+  }, {
+    url: env.proxy.base, role: 'page', heartbeatMs: HEARTBEAT_MS, reconnect: RECONNECT_POLICY,
+    pushTimeoutMs: PUSH_TIMEOUT_MS, socketWindow: 4,
     // Small batches, several in flight: faults land between and inside the pipelined pushes.
     limits: { maxOps: env.maxOps, pageSize: env.maxOps, waitBudgetMs: 120_000 },
   });
-  const fetchFn = authFetch(() => device.token);
-  tab.session = createSocketSession({
-    store: recordingStore(store, device, env), device: device.id, transport, now: Date.now,
-    snapshot: (space, after, head) => fetchSnapshot(fetchFn, env.proxy.base, space, after, head),
-    changed: () => {},
-    acked: () => {},
-    // client/index.ts: the welcome wakes a drain (ops at or below `through` are resent to learn their results).
-    welcomed: () => wake(tab, env),
-    updated: () => {},
-  });
-  tab.manager = createSocketManager({
-    url: env.proxy.ws,
-    protocols: () => ['ferry.v1', `ferry.auth.${device.token}`],
-    WebSocket: recordingSocket(() => tab, env),
-    timers, now: Date.now, random: env.random, heartbeatMs: HEARTBEAT_MS, policy: RECONNECT_POLICY,
-    onOpen: (send) => tab.session.opened(send),
-    onFrame: (frame) => tab.session.frame(frame),
-    onStatus: (status) => {
-      if (status.state !== 'open') tab.session.closed();
-    },
-  });
-  tab.session.setSpaces([env.space]);
-  tab.manager.start();
+  tab.engine.sync([env.space]);
   return tab;
+}
+
+/** A BroadcastChannel between the tabs of one device: what one posts, the others hear, a turn later. */
+function tabChannel(): () => Channel {
+  const listeners = new Set<(message: Broadcast) => void>();
+  return () => {
+    let mine: ((message: Broadcast) => void) | null = null;
+    return {
+      post(message) {
+        for (const listener of listeners) if (listener !== mine) setTimeout(() => listener(message), 0);
+      },
+      listen(receive) {
+        mine = receive;
+        listeners.add(receive);
+      },
+      close() {
+        if (mine) listeners.delete(mine);
+      },
+    };
+  };
 }
 
 export async function makeSocketDevice(index: number, token: string, tabs: number, env: SocketEnv): Promise<SocketDevice> {
@@ -219,27 +254,22 @@ export async function makeSocketDevice(index: number, token: string, tabs: numbe
   const first = await createStore({ indexedDB: factory });
   const device: SocketDevice = {
     index, id: await first.getDeviceId(), store: first, written: 0, counter: 0, token, factory, lock: createLocalLock(),
-    tabs: [], cursor: new CursorLog(), received: new Map(), errors: [],
+    tabs: [], cursor: new CursorLog(), received: new Map(), seqs: [], errors: [], channel: tabChannel(),
   };
   for (let i = 0; i < tabs; i += 1) device.tabs.push(await makeTab(i, device, env));
   return device;
 }
 
-/** A drain the page starts and does not wait for (after a write, on a welcome); awaited at close. */
-export function wake(tab: Tab, env: SocketEnv): void {
-  background(tab, drainTab(tab, env));
-}
-
-function background(tab: Tab, work: Promise<unknown>): void {
-  const tracked = work.catch(() => {}).finally(() => tab.background.delete(tracked));
-  tab.background.add(tracked);
+/** A drain the page starts and does not wait for (after a write); the engine's settled() awaits it. */
+export function wake(tab: Tab): void {
+  void tab.engine.wake();
 }
 
 /** One drain over the tab's socket (resuming a backoff or failure when asked); a rejection is transient. */
 export async function drainTab(tab: Tab, env: SocketEnv, resume = false): Promise<void> {
   env.figures.drains += 1;
   try {
-    await (resume ? tab.drainer.resume() : tab.drainer.drain());
+    await tab.engine.drain(resume ? 'resume' : 'drain');
   } catch {
     // Over its virtual backoff budget: the ops stay for the next drain.
     env.figures.drainRejections += 1;
@@ -248,27 +278,29 @@ export async function drainTab(tab: Tab, env: SocketEnv, resume = false): Promis
 
 /** Open, welcomed, subscribed and caught up, ready for pushes. */
 export function tabReady(tab: Tab): boolean {
-  const info = tab.session.info();
-  return tab.manager.status().state === 'open' && info.welcomed && info.caughtUp >= 1 && tab.transport.ready();
+  const connection = tab.engine.connection!;
+  const info = connection.info();
+  return connection.state() === 'open' && info.welcomed && info.caughtUp >= 1 && info.ready;
 }
 
 /** Gets the tab a fresh socket whatever state it is in (a closed socket reconnects after its backoff). */
 export function reconnectTab(tab: Tab): void {
-  const state = tab.manager.status().state;
+  const connection = tab.engine.connection!;
+  const state = connection.state();
   if (state === 'open' || state === 'connecting') tab.socket?.close();
-  else if (state === 'waiting') tab.manager.reconnectNow();
-  else tab.manager.start();
+  else if (state === 'waiting') connection.reconnectNow();
+  else connection.start();
 }
 
 /** Stops every tab's socket and lets its drains and frames settle; `close`: also its connections. */
 export async function closeDevice(device: SocketDevice, close: boolean): Promise<void> {
-  for (const tab of device.tabs) tab.manager.stop();
-  for (const tab of device.tabs) {
-    await Promise.allSettled([...tab.background]);
-    await tab.session.settled();
-  }
+  for (const tab of device.tabs) tab.engine.connection!.stop();
+  for (const tab of device.tabs) await tab.engine.settled();
   if (!close) return;
-  for (const tab of device.tabs) tab.store.close();
+  for (const tab of device.tabs) {
+    await tab.engine.close();
+    tab.store.close();
+  }
   device.store.close();
 }
 

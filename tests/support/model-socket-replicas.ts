@@ -5,15 +5,15 @@
 //   purged tombstone  the server forgot a tombstone (PROTOCOL §7.1) that a replica still holds: the
 //                     replica's doc must be the server's doc joined with (some of) the purged tombstones.
 //   hole              the relay dropped a `changes` frame mid-stream (or held it past a cut while a later
-//                     frame went through). TCP cannot do that, and protocol v1 gives a client no way to
-//                     notice: its cursor moves past the lost rows with the next frame. Allowed only for an
-//                     entity whose final server version was in a frame this device lost, reached it in
-//                     no other frame or snapshot, and only if the replica is behind (joined with the
-//                     server's doc it gives the server's doc), never different.
+//                     frame went through). TCP cannot do that; the next frame's `from` shows the device
+//                     the gap and it subscribes again (PROTOCOL §7), so a hole is a failure. Reported
+//                     (not thrown here) only for an entity whose final server version was in a frame this
+//                     device lost and reached it in no other frame or snapshot, with the replica behind
+//                     (joined with the server's doc it gives the server's doc); any other difference throws.
 import { docEquals, mergeDocs } from '../../core/merge.ts';
 import type { Doc } from '../../core/types.ts';
 import type { EntityWire } from '../../schema/wire.ts';
-import { docOfWire } from '../../sw/records.ts';
+import { docOfWire } from '../../device/records.ts';
 import type { FaultProxy } from './fault-proxy.ts';
 import { rawEntities, stableDoc } from './model-socket-checks.ts';
 import type { SocketDevice } from './model-socket-device.ts';
@@ -109,10 +109,12 @@ function withPurged(doc: Doc | null, server: Doc | null, tombstones: readonly Do
 
 /** Every device's replica of the space against the server's entities; returns the exceptions counted. */
 export async function checkReplicas(devices: readonly SocketDevice[], serverEntities: readonly EntityWire[], space: string,
-  watch: FrameWatch): Promise<{ holes: number; purgedHeld: number }> {
-  const tally = { holes: 0, purgedHeld: 0 };
+  watch: FrameWatch): Promise<{ holes: string[]; purgedHeld: number }> {
+  const tally = { holes: [] as string[], purgedHeld: 0 };
   const server = new Map(serverEntities.map((e) => [`${e.collection}/${e.key}`, e]));
   for (const device of devices) {
+    const problems = await device.store.audit();
+    if (problems.length > 0) throw new Error(`device ${device.index}: ${problems.join('; ')}`);
     const records = new Map((await rawEntities(device.factory)).filter((rec) => rec.space === space)
       .map((rec) => [`${rec.collection}/${rec.key}`, rec]));
     const behind = new Set<string>();
@@ -132,7 +134,7 @@ export async function checkReplicas(devices: readonly SocketDevice[], serverEnti
       const lostFinal = wire !== undefined && watch.lostFor(device.id, id).has(wire.serverSeq)
         && !(device.received.get(id)?.has(wire.serverSeq) ?? false);
       if (lostFinal && top !== null && docEquals(mergeDocs(mine, top), top)) {
-        tally.holes += 1;
+        tally.holes.push(`device ${device.index} ${id} behind at ${stableDoc(mine)} (serverSeq ${wire.serverSeq} lost)`);
         behind.add(id);
         continue;
       }

@@ -1,10 +1,10 @@
 // A WebSocket client over a plain TCP socket, written by hand (RFC 6455: upgrade, masked frames out,
 // unmasked frames in) so a test can stop READING it: `pause()` leaves the bytes in the kernel, the
 // server's send buffer fills, and its backpressure handling shows. A browser or Bun WebSocket always
-// reads. It also satisfies the socket manager's `SocketLike` (client/socket-manager.ts), so the real
+// reads. It also satisfies the socket manager's `SocketLike` (device/socket-manager.ts), so the real
 // client can be handed a socket that a test then makes slow.
 import { connect, type Socket } from 'node:net';
-import type { SocketLike } from '../../client/socket-manager.ts';
+import type { SocketLike } from '../../device/socket-manager.ts';
 
 const OPEN = 1;
 const CLOSED = 3;

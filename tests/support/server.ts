@@ -3,27 +3,37 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Op } from '../../core/types.ts';
-import { createApp, type AppDeps } from '../../server/app.ts';
-import { migrate, openDatabase } from '../../server/db.ts';
+import { createAccounts } from '../../server/accounts.ts';
+import type { AppDeps } from '../../server/app.ts';
+import { createAppWithHooks, type TestHooks } from '../../server/testing.ts';
+import { builtInAuthenticate } from '../../server/auth.ts';
+import { migrate, openDatabase } from '../../server/storage/db.ts';
+
+export type Database = Awaited<ReturnType<typeof openDatabase>>;
+/** The server's deps (plus the test-only hooks), or a function of its database that makes them (for hooks
+ * that query it). */
+type Deps = Partial<AppDeps> & { faults?: TestHooks };
+export type ServerDeps = Deps | ((database: Database) => Deps);
 
 export interface TestServer {
   base: string;
   ws: string;
   dir: string;
   dbUrl: string;
-  app: Awaited<ReturnType<typeof createApp>>;
-  database: Awaited<ReturnType<typeof openDatabase>>;
+  app: Awaited<ReturnType<typeof createAppWithHooks>>;
+  database: Database;
   /** Creates a user and a bearer token for them. */
   user(name: string): Promise<{ id: string; token: string; space: string }>;
   stop(): Promise<void>;
 }
 
 /** `port` 0 lets the OS pick; pass an old server's port (and dir) to restart it where pages expect it. */
-export async function startServer(deps: Partial<AppDeps> = {}, dir = mkdtempSync(join(tmpdir(), 'ferry-test-')), port = 0): Promise<TestServer> {
+export async function startServer(deps: ServerDeps = {}, dir = mkdtempSync(join(tmpdir(), 'ferry-test-')), port = 0): Promise<TestServer> {
   const dbUrl = `file:${join(dir, 'ferry.db')}`;
   const database = await openDatabase(dbUrl);
   await migrate(database.db);
-  const app = await createApp({ db: database.db, ...deps });
+  const { faults = {}, ...given } = typeof deps === 'function' ? deps(database) : deps;
+  const app = await createAppWithHooks({ db: database.db, ...given }, faults);
   app.listen({ hostname: '127.0.0.1', port });
   const listening = app.server!.port;
   const ferry = app.decorator.ferry;
@@ -39,7 +49,37 @@ export async function startServer(deps: Partial<AppDeps> = {}, dir = mkdtempSync
     async stop() {
       await app.stop(true);
       await ferry.committer.idle();
+      ferry.close();
       database.close();
+    },
+  };
+}
+
+/** One request the authenticate hook decided on: its path (`/v1/sync` for a socket handshake) and the
+ * user it proved, null when refused. */
+export interface AuthDecision {
+  path: string;
+  user: string | null;
+}
+
+/**
+ * The built-in authenticate hook over the server's own database, recording every decision it makes.
+ * A test waits for the request it expects to reach the server (a socket handshake refused, a push)
+ * instead of sleeping, and can tell that nothing else reached it. Pass `deps` to startServer.
+ */
+export function recordingAuth(): { deps: (database: Database) => Partial<AppDeps>; seen: AuthDecision[] } {
+  const seen: AuthDecision[] = [];
+  return {
+    seen,
+    deps(database) {
+      const inner = builtInAuthenticate(createAccounts(database.db), Date.now);
+      return {
+        async authenticate(request) {
+          const principal = await inner(request);
+          seen.push({ path: new URL(request.url).pathname, user: principal?.user.id ?? null });
+          return principal;
+        },
+      };
     },
   };
 }

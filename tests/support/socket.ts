@@ -9,8 +9,9 @@ export interface TestSocket {
   close(): void;
 }
 
-export function openSocket(url: string, token: string | null, headers: Record<string, string> = {}): Promise<TestSocket> {
-  const protocols = token ? ['ferry.v1', `ferry.auth.${token}`] : ['ferry.v1'];
+/** `offer`: more subprotocols to offer after `ferry.v1` (e.g. `ferry.from`). */
+export function openSocket(url: string, token: string | null, headers: Record<string, string> = {}, offer: string[] = []): Promise<TestSocket> {
+  const protocols = ['ferry.v1', ...offer, ...(token ? [`ferry.auth.${token}`] : [])];
   const ws = new WebSocket(url, { protocols, headers } as any);
   const frames: any[] = [];
   const waiters: Array<{ match: (f: any) => boolean; resolve: (f: any) => void }> = [];
@@ -42,8 +43,8 @@ export function openSocket(url: string, token: string | null, headers: Record<st
 }
 
 /** Opens, says hello and waits for welcome. */
-export async function helloSocket(url: string, token: string, device: string): Promise<TestSocket> {
-  const socket = await openSocket(url, token);
+export async function helloSocket(url: string, token: string, device: string, offer: string[] = []): Promise<TestSocket> {
+  const socket = await openSocket(url, token, {}, offer);
   socket.send({ type: 'hello', protocol: 1, device });
   await socket.next((f) => f.type === 'welcome');
   return socket;

@@ -1,0 +1,120 @@
+// The steps the device store (store.ts) takes inside its IndexedDB transactions, and the shape of its
+// database. Split from store.ts to keep that file about what each operation does; only store.ts opens the
+// database (this file imports idb's types, never idb itself).
+import type { DBSchema, IDBPTransaction, StoreNames } from 'idb';
+import { docEquals } from '../core/merge.ts';
+import type { Op } from '../core/types.ts';
+import {
+  type DeadRow, emptyRecord, type EntityKey, entityKeyOf, type EntityRecord, groupByEntity, type OutboxRow, viewOf,
+} from './records.ts';
+
+export interface FerrySchema extends DBSchema {
+  meta: { key: string; value: unknown };
+  outbox: { key: number; value: OutboxRow; indexes: { by_entity: EntityKey } };
+  dead: { key: number; value: DeadRow };
+  entities: { key: EntityKey; value: EntityRecord };
+}
+
+export type Name = StoreNames<FerrySchema>;
+export type Tx = IDBPTransaction<FerrySchema, Name[], 'readwrite'>;
+export type UpgradeTx = IDBPTransaction<FerrySchema, Name[], 'versionchange'>;
+/**
+ * The numbers kept in meta. `outboxBytes` is the sum of the outbox rows' `bytes` and `outboxCount` their
+ * number (since version 2), kept by every write so stats never walk the outbox (`audit` checks they agree). `lastAckAt` is when this device last applied an
+ * ack that removed ops, from whichever context (worker, page) applied it: the one place it is kept.
+ */
+export type Counter = 'nextSeq' | 'lamport' | 'outboxBytes' | 'outboxCount' | 'lastAckAt';
+
+export const CURSOR_PREFIX = 'cursor:';
+/** Rows per read when a step must walk the whole outbox (restamp), so memory stays one page. */
+export const WALK_PAGE = 200;
+
+
+/**
+ * Runs `body` in `tx` and waits for the commit. If anything throws, the transaction is aborted so
+ * none of its writes land: half an enqueue (an op without its replica update, a seq without its op)
+ * is exactly what the single transaction exists to prevent.
+ */
+export async function run<T>(tx: Tx, body: () => Promise<T>): Promise<T> {
+  try {
+    const result = await body();
+    await tx.done;
+    return result;
+  } catch (error) {
+    tx.done.catch(() => {}); // rejects because of the abort; the caller hears `error` instead
+    try {
+      tx.abort();
+    } catch {
+      // already committed or aborted
+    }
+    throw error;
+  }
+}
+
+/**
+ * Every request of `tx` is issued: ask the browser to commit now rather than once this context has
+ * heard every request's answer (one round trip to the storage process less). Where `commit` is missing,
+ * the transaction commits by itself as before.
+ */
+export function commitNow(tx: Tx): void {
+  (tx as unknown as { commit?: () => void }).commit?.();
+}
+
+/** Visits the outbox in seq order, one page at a time, so memory holds one page. */
+export async function walkPages(tx: Tx, visit: (page: OutboxRow[]) => Promise<void>): Promise<void> {
+  for (let from = 0; ;) {
+    const page = await tx.objectStore('outbox').getAll(IDBKeyRange.lowerBound(from), WALK_PAGE);
+    if (page.length === 0) return;
+    await visit(page);
+    from = page[page.length - 1]!.seq + 1;
+  }
+}
+
+export async function counter(tx: Tx, name: Counter): Promise<number> {
+  return (await tx.objectStore('meta').get(name)) as number;
+}
+
+/** The entity's ops still in the outbox, in seq order (index entries with one key sort by seq). */
+export async function pendingOps(tx: Tx, key: EntityKey): Promise<Op[]> {
+  const rows = await tx.objectStore('outbox').index('by_entity').getAll(key);
+  return rows.map((row) => row.op);
+}
+
+export async function updateEntity(tx: Tx, key: EntityKey, mutate: (record: EntityRecord) => void): Promise<void> {
+  const store = tx.objectStore('entities');
+  const record = (await store.get(key)) ?? emptyRecord(key);
+  mutate(record);
+  // Nothing known from the server and nothing pending: the entity never existed as far as we know.
+  if (record.pending === 0 && record.server === null) await store.delete(key);
+  else await store.put(record);
+}
+
+export async function recompute(tx: Tx, key: EntityKey): Promise<void> {
+  const store = tx.objectStore('entities');
+  const record = await store.get(key);
+  if (record === undefined) return;
+  await store.put({ ...record, doc: viewOf(record.server, await pendingOps(tx, key)) });
+}
+
+/**
+ * What the store keeps to make reads cheap, checked against what it is derived from: `outboxBytes` against
+ * the outbox rows, each entity's `pending` against its outbox rows and its `doc` against its server state
+ * with those ops on top. Every disagreement, as a sentence (none: an empty list).
+ */
+export function auditReplica(rows: readonly OutboxRow[], records: readonly EntityRecord[], bytes: number, count: number): string[] {
+  const problems: string[] = [];
+  const sum = rows.reduce((total, row) => total + row.bytes, 0);
+  if (sum !== bytes) problems.push(`outboxBytes is ${String(bytes)}, the outbox rows hold ${sum}`);
+  if (count !== rows.length) problems.push(`outboxCount is ${String(count)}, the outbox holds ${rows.length} rows`);
+  const pending = new Map(groupByEntity(rows, (row) => row.op).map(([key, group]) => [JSON.stringify(key), group] as const));
+  for (const record of records) {
+    const id = JSON.stringify(entityKeyOf(record));
+    const ops = (pending.get(id) ?? []).map((row) => row.op);
+    pending.delete(id);
+    if (record.pending !== ops.length) problems.push(`${id}: pending is ${record.pending}, the outbox holds ${ops.length}`);
+    if (!docEquals(record.doc, viewOf(record.server, ops))) problems.push(`${id}: doc is not server + pending ops`);
+    if (record.server === null && ops.length === 0) problems.push(`${id}: kept with nothing known or pending`);
+  }
+  for (const id of pending.keys()) problems.push(`${id}: ops wait in the outbox but the replica has no record`);
+  return problems;
+}

@@ -1,0 +1,540 @@
+// The device's IndexedDB: the only module that imports `idb`. It owns the database name, its
+// version and one explicit migration per version, and carries out core's outbox policy and merge
+// inside its own transactions, so that every step a person or a drainer takes is all-or-nothing.
+//
+//   meta      key → value: deviceId, nextSeq, lamport, outboxBytes, outboxCount (v2), lastAckAt, drain state, drainer, `cursor:<space>`
+//   outbox    OutboxRow by seq; index by_entity [space, collection, key]
+//   dead      DeadRow by seq (rejected ops, for the person to retry or discard)
+//   entities  EntityRecord by [space, collection, key] (a collection is a range of keys: no index)
+//
+// Every write uses `durability: 'strict'`: a written op is the person's work, and "relaxed" lets the
+// browser acknowledge before the data reaches the disk (DESIGN invariant 1). The one exception is
+// applying an ack, which a crash may undo whole at no cost (see applyAck).
+//
+// Inside a transaction, requests are issued together and awaited together wherever one does not need
+// another's answer: IndexedDB runs a transaction's requests in the order they were made, so the
+// result is the same, but awaiting each one costs a round trip to the browser's storage process per
+// request (in Chromium a 500-op write went from ~340 ms to a fraction of that).
+import { type IDBPDatabase, type IDBPObjectStore, unwrap, wrap } from 'idb';
+import { observe, tick } from '../core/clock.ts';
+import { applyOp, docEquals, mergeDocs } from '../core/merge.ts';
+import { type Ack, entryOf, type OutboxEntry, planAck, planRestamp } from '../core/outbox.ts';
+import type { DrainState } from '../core/outbox-drain.ts';
+import type { Op } from '../core/types.ts';
+import type { EntityWire } from '../schema/wire.ts';
+import {
+  auditReplica, commitNow, counter, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, recompute, run, type Tx, type UpgradeTx, updateEntity, walkPages,
+} from './store-steps.ts';
+import {
+  type AckApplied, type ChangesApplied, checkDrafts, type DeadRow, type Draft, draftOf, emptyRecord,
+  type EntityKey, entityKeyOf, type EntityRecord, entryOfRow, foldIncoming, groupByEntity, opOf, type OutboxRow, type OutboxStats,
+  type ReplicaEntity, rowOf, viewOf, visible,
+} from './records.ts';
+
+export type { AckApplied, ChangesApplied, Draft, OutboxStats, ReplicaEntity };
+
+/**
+ * Who carries the outbox: the Service Worker (the default: Background Sync, cookie auth), or only the
+ * pages (an app that authenticates with a bearer token the worker cannot see). Kept here because the
+ * worker may start with no page around to ask.
+ */
+export type DrainerOwner = 'worker' | 'page';
+
+export const DB_NAME = 'ferry';
+export const DB_VERSION = 2;
+
+export interface StoreOptions {
+  /** The database name; tests pass their own. */
+  name?: string;
+  /** The IndexedDB to use; tests pass a fresh fake-indexeddb factory. */
+  indexedDB?: IDBFactory;
+}
+
+export async function createStore(options: StoreOptions = {}): Promise<Store> {
+  const db = await openDatabase(options.indexedDB ?? indexedDB, options.name ?? DB_NAME);
+  const deviceId = (await db.get('meta', 'deviceId')) as string;
+  return new Store(db, deviceId);
+}
+
+function openDatabase(factory: IDBFactory, name: string): Promise<IDBPDatabase<FerrySchema>> {
+  const request = factory.open(name, DB_VERSION);
+  request.addEventListener('upgradeneeded', (event) => {
+    const db = wrap(request.result) as unknown as IDBPDatabase<FerrySchema>;
+    const tx = wrap(request.transaction!) as unknown as UpgradeTx;
+    upgrade(db, event.oldVersion, tx);
+  });
+  return (wrap(request) as Promise<unknown> as Promise<IDBPDatabase<FerrySchema>>).then((db) => {
+    // A newer app version waits for every open connection to close before it can upgrade. Closing
+    // ours lets it proceed; this context's next transaction then fails loudly instead of blocking it.
+    db.addEventListener('versionchange', () => db.close());
+    return db;
+  });
+}
+
+/**
+ * One migration per version, applied in order from whatever version the device has. A store that
+ * holds ops is never dropped: the outbox and the dead letters are the person's unsynced work.
+ * To add version N: set DB_VERSION = N and add `case N-1: migrateToN(db, tx);` at the end, with
+ * migrateToN creating what is new and rewriting rows in place through `tx` if their shape changes.
+ */
+function upgrade(db: IDBPDatabase<FerrySchema>, oldVersion: number, tx: UpgradeTx): void {
+  switch (oldVersion) {
+    case 0:
+      migrateTo1(db, tx);
+    // falls through
+    case 1:
+      migrateTo2(tx);
+    // falls through to later migrations once they exist
+  }
+}
+
+function migrateTo1(db: IDBPDatabase<FerrySchema>, tx: UpgradeTx): void {
+  db.createObjectStore('meta');
+  db.createObjectStore('outbox', { keyPath: 'seq' }).createIndex('by_entity', ['space', 'collection', 'key']);
+  db.createObjectStore('dead', { keyPath: 'seq' });
+  // Version 1 also indexed entities by [space, collection]; version 2 drops that index (see migrateTo2).
+  unwrap(db.createObjectStore('entities', { keyPath: ['space', 'collection', 'key'] }))
+    .createIndex('by_collection', ['space', 'collection']);
+  const meta = tx.objectStore('meta');
+  // Minted here, in the transaction that creates the database, so it happens exactly once per
+  // database: a device whose data was wiped gets a new id, as the protocol requires.
+  void meta.put(crypto.randomUUID(), 'deviceId');
+  void meta.put(1, 'nextSeq');
+  void meta.put(0, 'lamport');
+  void meta.put(0, 'outboxBytes');
+}
+
+/** Resolves once `request` has its answer (rejects with its error): every request made before it in the
+ * same transaction has its answer by then, since a transaction answers its requests in order. */
+function answered(request: IDBRequest): Promise<void> {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve();
+    request.onerror = () => reject(request.error);
+  });
+}
+
+/**
+ * Drops the entities' `by_collection` index: a collection's entities are already one range of the store's
+ * own keys ([space, collection, …]), so the index was a second copy of every key that each entity write
+ * paid for. And counts the outbox once into `outboxCount`, kept from then on by every write like
+ * `outboxBytes`: IndexedDB's `count()` walks every row (20 ms at 20,000 queued in Chromium, up to 180 ms on
+ * a busy machine), and the status re-read it after writes. Rows are unchanged.
+ */
+function migrateTo2(tx: UpgradeTx): void {
+  unwrap(tx.objectStore('entities')).deleteIndex('by_collection');
+  const count = unwrap(tx.objectStore('outbox')).count();
+  count.onsuccess = () => unwrap(tx.objectStore('meta')).put(count.result, 'outboxCount');
+}
+
+/** The keys of one collection's entities in the `entities` store, in key order. */
+function collectionRange(space: string, collection: string): IDBKeyRange {
+  return IDBKeyRange.bound([space, collection], [space, collection, []]);
+}
+
+export class Store {
+  readonly #db: IDBPDatabase<FerrySchema>;
+  readonly #deviceId: string;
+
+  constructor(db: IDBPDatabase<FerrySchema>, deviceId: string) {
+    this.#db = db;
+    this.#deviceId = deviceId;
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  async getDeviceId(): Promise<string> {
+    return this.#deviceId;
+  }
+
+  async getLamport(): Promise<number> {
+    return (await this.#db.get('meta', 'lamport')) as number;
+  }
+
+  /** Folds in a lamport seen elsewhere (the socket's `welcome`), so the next op is stamped above it. */
+  async observeLamport(remote: number): Promise<number> {
+    const tx = this.#write(['meta']);
+    return run(tx, async () => {
+      const current = await counter(tx, 'lamport');
+      const next = observe(current, remote);
+      if (next !== current) await tx.objectStore('meta').put(next, 'lamport');
+      return next;
+    });
+  }
+
+  async getDrainerOwner(): Promise<DrainerOwner> {
+    return ((await this.#db.get('meta', 'drainer')) as DrainerOwner | undefined) ?? 'worker';
+  }
+
+  async setDrainerOwner(owner: DrainerOwner): Promise<void> {
+    const tx = this.#write(['meta']);
+    await run(tx, () => tx.objectStore('meta').put(owner, 'drainer'));
+  }
+
+  /**
+   * Writes the person's changes: stamps each (seq and lamport read and written inside this one
+   * transaction, so tabs writing at once stay gapless and unique), adds it to the outbox and applies
+   * it to the replica. Throws InvalidDraftError, before writing anything, for a draft the server
+   * would reject.
+   */
+  async enqueue(drafts: readonly Draft[], now: number): Promise<Op[]> {
+    checkDrafts(drafts, this.#deviceId);
+    if (drafts.length === 0) return [];
+    const tx = this.#write(['meta', 'outbox', 'entities']);
+    return run(tx, async () => {
+      const ops = await this.#mint(tx, drafts, now);
+      commitNow(tx);
+      return ops;
+    });
+  }
+
+  /**
+   * Stamps the drafts and issues their writes in `tx`: an outbox row per op, one entity record per entity
+   * (its ops applied in seq order, whatever number the batch holds), the four counters. Before that ONE
+   * round of reads: the counters and every touched entity, asked for together (the rows go out as soon as
+   * the counters are in, while the entities are still being read). The requests go to the
+   * raw transaction, answered in the order they were made, so only the last read is listened to and no
+   * write is: a failed request aborts the transaction, and `run` hears it from the commit. The caller
+   * may add requests of its own, then commits.
+   */
+  async #mint(tx: Tx, drafts: readonly Draft[], now: number): Promise<Op[]> {
+    const raw = unwrap(tx);
+    const meta = raw.objectStore('meta');
+    const entities = raw.objectStore('entities');
+    const outbox = raw.objectStore('outbox');
+    const groups = groupByEntity(drafts, (draft) => draft);
+    const counters = [meta.get('nextSeq'), meta.get('lamport'), meta.get('outboxBytes'), meta.get('outboxCount')];
+    const records = groups.map(([key]) => entities.get(key));
+    // Listened to now, before anything is awaited, so no answer can come before its listener.
+    const [countersRead, recordsRead] = [answered(counters[3]!), answered(records.at(-1)!)];
+    recordsRead.catch(() => {}); // heard below; a failure before that is heard through countersRead or the commit
+    // The counters are answered first: the outbox rows go out while the entities are still being read.
+    await countersRead;
+    let [seq, lamport, bytes] = counters.map((request) => request.result as number) as [number, number, number];
+    const count = (counters[3]!.result as number) + drafts.length;
+    const ops: Op[] = [];
+    for (const draft of drafts) {
+      lamport = tick(lamport);
+      const op = opOf(draft, { device: this.#deviceId, seq, lamport, at: now });
+      seq += 1;
+      const entry = entryOf(op);
+      bytes += entry.bytes;
+      // add, not put: an existing seq would mean a gap or a reuse, and must fail the whole write.
+      outbox.add(rowOf(entry));
+      ops.push(op);
+    }
+    await recordsRead;
+    // The groups of the ops come in the order of each entity's first draft: the order of `records`.
+    groupByEntity(ops, (op) => op).forEach(([key, mine], i) => {
+      const record = (records[i]!.result as EntityRecord | undefined) ?? emptyRecord(key);
+      for (const op of mine) record.doc = applyOp(record.doc, op).doc;
+      record.pending += mine.length;
+      entities.put(record);
+    });
+    meta.put(seq, 'nextSeq');
+    meta.put(lamport, 'lamport');
+    meta.put(bytes, 'outboxBytes');
+    meta.put(count, 'outboxCount');
+    return ops;
+  }
+
+  /** Up to `limit` outbox entries with seq ≥ fromSeq, in seq order: one page, never the whole outbox. */
+  async readOutbox(fromSeq: number, limit: number): Promise<OutboxEntry[]> {
+    const rows = await this.#db.getAll('outbox', IDBKeyRange.lowerBound(fromSeq), limit);
+    return rows.map(entryOfRow);
+  }
+
+  async outboxStats(): Promise<OutboxStats> {
+    // Asked together: one round trip, since this read sits between writes (device.ts refreshes it after them).
+    const tx = this.#db.transaction(['meta', 'outbox', 'dead'], 'readonly');
+    const outbox = tx.objectStore('outbox');
+    const [count, bytes, first, last, dead, ackedAt] = await Promise.all([
+      tx.objectStore('meta').get('outboxCount'), tx.objectStore('meta').get('outboxBytes'), outbox.openCursor(), outbox.openCursor(null, 'prev'),
+      tx.objectStore('dead').count(), tx.objectStore('meta').get('lastAckAt'),
+    ]);
+    const lastAckAt = (ackedAt as number | undefined) ?? null;
+    await tx.done;
+    return {
+      bytes: bytes as number,
+      count: count as number, dead, lastAckAt,
+      oldestAt: first?.value.op.at ?? null,
+      span: first && last ? { first: first.value.seq, last: last.value.seq } : null,
+    };
+  }
+
+  /**
+   * Carries out an ack (core's applyAck) in one transaction: the ops it reports on leave the outbox,
+   * the rejected ones into the dead letters; the clock observes the server's lamport; each affected
+   * entity's pending count drops. Applying the same ack again finds those ops gone and changes nothing.
+   * `sent`: the batch as the drainer read it, so only the keys of the rows still held are read.
+   *
+   * The one write that is not strict: an ack lost to a crash (all of it: a transaction is atomic, and
+   * later strict commits flush it) leaves its ops in the outbox, and their resend is answered
+   * `duplicate` with their first results, which this then applies. So nothing is lost (invariant 1) and
+   * the replica stays server + pending; the fsync it saves is a large part of a drain's time.
+   */
+  async applyAck(ack: Ack, now: number, sent?: readonly OutboxEntry[]): Promise<AckApplied> {
+    const tx = this.#write(['meta', 'outbox', 'dead', 'entities'], 'relaxed');
+    return run(tx, async () => {
+      const [lamport, outboxBytes, outboxCount] = await Promise.all([counter(tx, 'lamport'), counter(tx, 'outboxBytes'), counter(tx, 'outboxCount')]);
+      const plan = planAck(ack, lamport, now);
+      const letters = new Map(plan.deadLetters.map((letter) => [letter.seq, letter] as const));
+      const upgraded = new Set(plan.upgraded);
+      const outbox = tx.objectStore('outbox');
+      // An ack answers one batch, a run of consecutive seqs: read (and below, delete) it as one key
+      // range. Rows already gone were removed by an earlier copy of this ack (HTTP and socket).
+      const remove = new Set(plan.remove);
+      const range = plan.remove.length === 0 ? null : IDBKeyRange.bound(plan.remove[0]!, plan.remove[plan.remove.length - 1]!);
+      const inRange = range === null ? [] : await rowsIn(outbox, range, remove, sent);
+      const held = inRange.filter((row) => remove.has(row.seq));
+      const done: AckApplied = { removed: held.length, dead: 0, touched: [] };
+      const writes: Promise<unknown>[] = [];
+      const rebuild: EntityKey[] = [];
+      let bytes = 0;
+      for (const row of held) {
+        const letter = letters.get(row.seq);
+        if (letter !== undefined) {
+          const deadRow: DeadRow = { seq: row.seq, op: row.op, code: letter.code, message: letter.message, at: letter.at };
+          writes.push(tx.objectStore('dead').put(deadRow));
+          done.dead += 1;
+        }
+        bytes += row.bytes;
+      }
+      // Ops in the range that the ack does not report (its seqs need not be consecutive) must stay.
+      if (range !== null && held.length === inRange.length) writes.push(outbox.delete(range));
+      else for (const row of held) writes.push(outbox.delete(row.seq));
+      const touched = new Map<string, { space: string; collection: string }>();
+      for (const [key, rows] of groupByEntity(held, (row) => row.op)) {
+        touched.set(`${key[0]}\u0000${key[1]}`, { space: key[0], collection: key[1] });
+        if (rows.some((row) => letters.has(row.seq) || upgraded.has(row.seq))) rebuild.push(key);
+        writes.push(updateEntity(tx, key, (record) => {
+          // These rows are all the entity's pending ops, all committed as sent: the server's state with them
+          // folded in is the view (doc = server + pending ops, in seq order), so it is taken as it is. Shared,
+          // it is also stored once.
+          const all = record.pending === rows.length && !rows.some((row) => letters.has(row.seq) || upgraded.has(row.seq));
+          record.pending = Math.max(0, record.pending - rows.length);
+          if (all) {
+            record.server = record.doc;
+            return;
+          }
+          // Committed ops are in the server's state now; see EntityRecord.server. An upgraded one is there as
+          // the app's upgrade rewrote it, which only the server's row (the change stream) tells us.
+          for (const row of rows) {
+            if (!letters.has(row.seq) && !upgraded.has(row.seq)) record.server = applyOp(record.server, row.op).doc;
+          }
+        }));
+      }
+      await Promise.all(writes);
+      // A rejected (or upgraded) op's optimistic effect must go: rebuild those views from what is still pending
+      // (after the deletes above, which the by_entity reads below see: same transaction, later requests).
+      await Promise.all(rebuild.map((key) => recompute(tx, key)));
+      const meta = tx.objectStore('meta');
+      await Promise.all([
+        meta.put(plan.clock, 'lamport'), meta.put(outboxBytes - bytes, 'outboxBytes'), meta.put(outboxCount - held.length, 'outboxCount'),
+        ...(held.length > 0 ? [meta.put(now, 'lastAckAt')] : []),
+      ]);
+      done.touched = [...touched.values()];
+      return done;
+    });
+  }
+
+  /**
+   * After a lamport_regression: raises every unsent op above `floor` (core's restamp, page by page,
+   * chaining the clock), raises the device clock with it, and rebuilds the views of the entities whose
+   * ops moved. One transaction, so an op minted by another tab meanwhile ticks from the raised clock.
+   */
+  async restamp(floor: number): Promise<{ restamped: number; lamport: number }> {
+    const tx = this.#write(['meta', 'outbox', 'entities']);
+    return run(tx, async () => {
+      const outbox = tx.objectStore('outbox');
+      const touched = new Set<string>();
+      let clock = floor;
+      let bytesDelta = 0;
+      let restamped = 0;
+      await walkPages(tx, async (page) => {
+        // Page by page, each page's clock the next one's floor, as core's restamp documents.
+        const result = planRestamp(page, clock);
+        clock = result.clock;
+        for (const [i, entry] of result.entries.entries()) {
+          const row = page[i]!;
+          if (entry === row) continue; // restamp hands back unchanged entries themselves
+          bytesDelta += entry.bytes - row.bytes;
+          restamped += 1;
+          touched.add(JSON.stringify(entityKeyOf(row)));
+          await outbox.put(rowOf(entry));
+        }
+      });
+      for (const key of touched) await recompute(tx, JSON.parse(key) as EntityKey);
+      const lamport = observe(await counter(tx, 'lamport'), clock);
+      await tx.objectStore('meta').put(lamport, 'lamport');
+      await tx.objectStore('meta').put((await counter(tx, 'outboxBytes')) + bytesDelta, 'outboxBytes');
+      return { restamped, lamport };
+    });
+  }
+
+  /**
+   * Folds a page of the server's entities (a `changes` message or a snapshot page) into the replica:
+   * `server` joins them, `doc` is rebuilt as server + this entity's pending ops, and the space's
+   * cursor becomes max(old, cursor) — it never goes back. Snapshot pages should pass cursor 0 until
+   * the last one, then `head`, so a snapshot cut short is read again rather than skipped.
+   * `from` (a socket's frame, PROTOCOL.md §7): the cursor the page continues from. Above the stored
+   * cursor, a frame before it was lost: the entities are still merged (a join never hurts), but the
+   * cursor stays, so the catch-up the caller asks for next sends what the lost frame held. Checked in
+   * the same transaction, since another tab's socket may move the cursor meanwhile.
+   */
+  async applyChanges(space: string, entities: readonly EntityWire[], cursor: number, lamport?: number, from?: number): Promise<ChangesApplied> {
+    const tx = this.#write(['meta', 'outbox', 'entities']);
+    return run(tx, async () => {
+      const changed: ChangesApplied['changed'] = [];
+      const store = tx.objectStore('entities');
+      const items = foldIncoming(space, entities);
+      const records = await Promise.all(items.map(({ key }) => store.get(key)));
+      const pending = await Promise.all(records.map((record, i) =>
+        record !== undefined && record.pending > 0 ? pendingOps(tx, items[i]!.key) : null));
+      const writes: Promise<unknown>[] = [];
+      items.forEach(({ key, doc }, i) => {
+        const record = records[i] ?? emptyRecord(key);
+        const before = record.doc;
+        record.server = mergeDocs(record.server, doc);
+        record.doc = pending[i] === null ? record.server : viewOf(record.server, pending[i]!);
+        writes.push(store.put(record));
+        if (!docEquals(before, record.doc)) changed.push({ collection: key[1], key: key[2] });
+      });
+      await Promise.all(writes);
+      const meta = tx.objectStore('meta');
+      const old = ((await meta.get(CURSOR_PREFIX + space)) as number | undefined) ?? 0;
+      const gap = from !== undefined && from > old;
+      if (cursor > old && !gap) await meta.put(cursor, CURSOR_PREFIX + space);
+      // Every change carries the server's clock so this device's next ops are stamped above it.
+      if (lamport !== undefined) await meta.put(observe(await counter(tx, 'lamport'), lamport), 'lamport');
+      return { changed, gap };
+    });
+  }
+
+  /**
+   * Forgets what we knew of the space's server state and its cursor, keeping every pending op on top.
+   * `always` (the server said `reset`: our cursor is below its purge horizon): before reading a snapshot.
+   * `if-unsynced` (subscribing from cursor 0): only while the stored cursor is still 0, checked in the
+   * same transaction, since another tab may have caught up meanwhile. Returns whether it forgot.
+   */
+  async resetSpace(space: string, when: 'always' | 'if-unsynced' = 'always'): Promise<boolean> {
+    const tx = this.#write(['meta', 'outbox', 'entities']);
+    return run(tx, async () => {
+      const meta = tx.objectStore('meta');
+      if (when === 'if-unsynced' && ((await meta.get(CURSOR_PREFIX + space)) as number | undefined ?? 0) > 0) return false;
+      const range = IDBKeyRange.bound([space], [space, []]);
+      let cursor = await tx.objectStore('entities').openCursor(range);
+      while (cursor) {
+        const record = cursor.value;
+        if (record.pending === 0) await cursor.delete();
+        else {
+          const key = entityKeyOf(record);
+          await cursor.update({ ...record, server: null, doc: viewOf(null, await pendingOps(tx, key)) });
+        }
+        cursor = await cursor.continue();
+      }
+      await meta.delete(CURSOR_PREFIX + space);
+      return true;
+    });
+  }
+
+  async listDead(): Promise<DeadRow[]> {
+    return this.#db.getAll('dead');
+  }
+
+  /** The person gave up on a rejected change. Returns whether it was there. */
+  async discardDead(seq: number): Promise<boolean> {
+    const tx = this.#write(['dead']);
+    return run(tx, async () => {
+      const found = (await tx.objectStore('dead').getKey(seq)) !== undefined;
+      if (found) await tx.objectStore('dead').delete(seq);
+      return found;
+    });
+  }
+
+  /**
+   * The person asked to try a rejected change again: its content becomes a NEW op (the old seq was
+   * consumed by the rejection), stamped and applied like any write, and the dead letter goes, all in
+   * one transaction. Null when the dead letter is gone (another tab retried or discarded it).
+   */
+  async retryDead(seq: number, now: number): Promise<Op | null> {
+    const letter = await this.#db.get('dead', seq);
+    if (letter === undefined) return null;
+    const draft = draftOf(letter);
+    checkDrafts([draft], this.#deviceId);
+    const tx = this.#write(['meta', 'outbox', 'entities', 'dead']);
+    return run(tx, async () => {
+      if ((await tx.objectStore('dead').getKey(seq)) === undefined) return null;
+      const [op] = await this.#mint(tx, [draft], now);
+      unwrap(tx).objectStore('dead').delete(seq);
+      commitNow(tx);
+      return op!;
+    });
+  }
+
+  async getCursors(): Promise<Record<string, number>> {
+    const tx = this.#db.transaction('meta', 'readonly');
+    const range = IDBKeyRange.bound(CURSOR_PREFIX, `${CURSOR_PREFIX}\uffff`);
+    const [keys, values] = await Promise.all([tx.store.getAllKeys(range), tx.store.getAll(range)]);
+    await tx.done;
+    return Object.fromEntries(keys.map((key, i) => [key.slice(CURSOR_PREFIX.length), values[i] as number]));
+  }
+
+  async loadDrainState(): Promise<DrainState | undefined> {
+    return (await this.#db.get('meta', 'drain')) as DrainState | undefined;
+  }
+
+  async saveDrainState(state: DrainState): Promise<void> {
+    const tx = this.#write(['meta']);
+    await run(tx, () => tx.objectStore('meta').put(state, 'drain'));
+  }
+
+  /** The person's view of one entity; null when absent or deleted. */
+  async get(space: string, collection: string, key: string): Promise<ReplicaEntity | null> {
+    return visible(await this.#db.get('entities', [space, collection, key]));
+  }
+
+  /** Every visible entity of a collection, in key order. */
+  async all(space: string, collection: string): Promise<ReplicaEntity[]> {
+    const records = await this.#db.getAll('entities', collectionRange(space, collection));
+    return records.map(visible).filter((entity) => entity !== null);
+  }
+
+  /**
+   * What is kept to make reads cheap, checked against what it is derived from: `outboxBytes` against the
+   * outbox rows, each entity's `pending` against its outbox rows and its `doc` against its server state
+   * with those ops on top. Returns every disagreement (none: an empty list). Reads everything: for tests.
+   */
+  async audit(): Promise<string[]> {
+    const tx = this.#db.transaction(['meta', 'outbox', 'entities'], 'readonly');
+    const [rows, records, bytes, count] = await Promise.all([
+      tx.objectStore('outbox').getAll(), tx.objectStore('entities').getAll(), tx.objectStore('meta').get('outboxBytes'),
+      tx.objectStore('meta').get('outboxCount'),
+    ]);
+    await tx.done;
+    return auditReplica(rows, records, bytes as number, count as number);
+  }
+
+  #write(names: Name[], durability: 'strict' | 'relaxed' = 'strict'): Tx {
+    return this.#db.transaction(names, 'readwrite', { durability });
+  }
+}
+
+/**
+ * The outbox rows in `range`, or, when `sent` holds every one of them the ack removes, only their keys
+ * read and the rest of each row taken from `sent` (a batch's rows are most of an ack's time to read).
+ * A row not in `remove` is only counted, so its stand-in carries its seq alone.
+ */
+async function rowsIn(outbox: IDBPObjectStore<FerrySchema, Name[], 'outbox', 'readwrite'>, range: IDBKeyRange, remove: ReadonlySet<number>,
+  sent: readonly OutboxEntry[] | undefined): Promise<OutboxRow[]> {
+  if (sent === undefined) return outbox.getAll(range);
+  const bySeq = new Map(sent.map((entry) => [entry.op.seq, entry] as const));
+  const keys = await outbox.getAllKeys(range);
+  if (keys.some((seq) => remove.has(seq) && !bySeq.has(seq))) return outbox.getAll(range);
+  return keys.map((seq) => {
+    const entry = bySeq.get(seq);
+    return entry === undefined ? ({ seq } as OutboxRow) : rowOf(entry);
+  });
+}
+
