@@ -6,7 +6,7 @@
 //   sync 'ferry:drain' ──▶ drain ── resolves: done, or needs a person (auth, failed) ──▶ event ok
 //                                └─ rejects: transient, past the drain's wait budget ──▶ rethrown, so
 //                                                                     the browser retries the sync later
-//   activate ─▶ claim pages, drop old shell caches, drain
+//   activate ─▶ claim pages, drop old shell caches; then (not holding activation) drain
 //   message { drain | resume | signed-in } ─▶ that drain, answered on the message's port
 //   message { SKIP_WAITING } (workbox-window's update flow) ─▶ skipWaiting
 //
@@ -109,9 +109,11 @@ export function installFerry(scope: ServiceWorkerGlobalScope, options: FerryWork
     event.waitUntil((async () => {
       await scope.clients.claim();
       await shell?.cleanup();
-      // Where Background Sync is missing (Safari, Firefox), activation is one of the wake-ups.
-      await run('drain').catch((error: unknown) => console.warn('ferry: drain on activate failed', error));
     })());
+    // Where Background Sync is missing (Safari, Firefox), activation is one of the wake-ups. Not inside the
+    // event's waitUntil: until activation ends, every request of the pages it controls waits (a reload
+    // too), and a drain that meets no network sleeps out its backoff for up to its wait budget (30 s).
+    run('drain').catch((error: unknown) => console.warn('ferry: drain on activate failed', error));
   });
 
   scope.addEventListener('message', (event) => {
@@ -139,7 +141,7 @@ function openEngine(scope: ServiceWorkerGlobalScope, url: string, name: string, 
     return createDevice({
       store: await createStore({ name }),
       parts: STATIC_PARTS,
-      fetch: sessionFetch((input, init) => scope.fetch(input, init), signedIn),
+      fetch: sessionFetch(((input, init) => scope.fetch(input, init)) as typeof fetch, signedIn),
       lock: createWebLock(scope.navigator.locks),
       now: Date.now,
       random: Math.random,
