@@ -229,10 +229,11 @@ for (const runtime of targets()) describe(`slow consumers on ${runtime}`, () => 
       // Checked against a copy of the server with the hub's pause disabled: with Bun's last-resort cap
       // (16 MiB per socket, closed without 4008) the peak was ~197 MiB, with no cap at all ~505 MiB, both
       // above this bound (~162 MiB); with the hub as shipped it is ~124 MiB. Deno's V8 lets garbage pile
-      // up further before it collects (peaks of 80–105 MiB over the baseline here, ~20 MiB of it left at
-      // the close), so on Deno the peak is held to half of what buffering everything costs, and what is
-      // left once every stalled socket is closed (Deno keeps their connections, so a server that buffered
-      // everything would still hold it then) to PER_SOCKET_ALLOWANCE each.
+      // up further before it collects (peaks of 70–105 MiB over the baseline here, 20–27 MiB of it left at
+      // the close, more on a loaded machine, where a CI run once failed the tighter bound below), so on
+      // Deno the peak is held to half of what buffering everything costs, and what is left once every
+      // stalled socket is closed (Deno keeps their connections, so a server that buffered everything would
+      // still hold it then: ~265 MiB here) to a quarter of it; on Bun to PER_SOCKET_ALLOWANCE each.
       const bound = baseline + bytesPushed + slowSocketsTotal * PER_SOCKET_ALLOWANCE;
       const buffersEverything = baseline + slowSocketsTotal * (bytesPushed - 6 * MiB);
       const mb = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
@@ -249,7 +250,8 @@ for (const runtime of targets()) describe(`slow consumers on ${runtime}`, () => 
         expect(bound - baseline).toBeLessThan((buffersEverything - baseline) / 2);
       }
       expect(peak - baseline).toBeLessThan((buffersEverything - baseline) / 2);
-      expect(rssAtClose - baseline).toBeLessThan(slowSocketsTotal * PER_SOCKET_ALLOWANCE);
+      const leftAtClose = runtime === 'bun' ? slowSocketsTotal * PER_SOCKET_ALLOWANCE : (buffersEverything - baseline) / 4;
+      expect(rssAtClose - baseline).toBeLessThan(leftAtClose);
       expect(rssSettled).toBeLessThan(rssAtClose + 8 * MiB);
       expect(slowestProbeMs).toBeLessThan(2000);
 
