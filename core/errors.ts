@@ -32,6 +32,8 @@ export interface SyncErrorDetails {
   status?: number;
   /** unparseable: the answer's text, at most RAW_LIMIT_BYTES, so the person can see what came back. */
   raw?: string;
+  /** network: the push got no answer within its timeout (the link may be too slow for the batch). */
+  timedOut?: boolean;
 }
 
 /** What a SyncError keeps when stored (IndexedDB, postMessage): structured clone drops Error subclasses. */
@@ -49,6 +51,7 @@ export class SyncError extends Error {
   declare readonly retryAfterMs?: number;
   declare readonly status?: number;
   declare readonly raw?: string;
+  declare readonly timedOut?: boolean;
 
   constructor(kind: SyncErrorKind, message: string, details: SyncErrorDetails & { cause?: unknown } = {}) {
     const { cause, ...data } = details;
@@ -59,6 +62,7 @@ export class SyncError extends Error {
     if (data.retryAfterMs !== undefined) this.retryAfterMs = data.retryAfterMs;
     if (data.status !== undefined) this.status = data.status;
     if (data.raw !== undefined) this.raw = data.raw;
+    if (data.timedOut) this.timedOut = true;
   }
 
   /** Plain data for storage and for the status the page shows; the cause is left out (not cloneable). */
@@ -69,6 +73,7 @@ export class SyncError extends Error {
     if (this.retryAfterMs !== undefined) data.retryAfterMs = this.retryAfterMs;
     if (this.status !== undefined) data.status = this.status;
     if (this.raw !== undefined) data.raw = this.raw;
+    if (this.timedOut) data.timedOut = true;
     return data;
   }
 
@@ -126,6 +131,9 @@ export function dispositionOf(kind: SyncErrorKind): Disposition {
 
 /** fetch threw (offline, DNS, connection reset, abort): no answer reached us. */
 export function networkError(cause: unknown): SyncError {
+  if (cause instanceof Error && cause.name === 'TimeoutError') {
+    return new SyncError('network', 'The server did not answer in time.', { cause, timedOut: true });
+  }
   const detail = cause instanceof Error && cause.message ? `: ${cause.message}` : '';
   return new SyncError('network', `The server could not be reached${detail}.`, { cause });
 }

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { DEFAULT_BACKOFF } from './backoff.ts';
 import { SyncError, errorFromResponse, networkError } from './errors.ts';
 import {
+  BATCH_TARGET_MS,
   type DrainState,
   type FailureContext,
   GROW_AFTER_ACKS,
@@ -309,3 +310,48 @@ function gapWithoutExpected(): SyncError {
   expect(error.kind).toBe('protocol');
   return error;
 }
+
+describe('batch size follows the measured time of each answer', () => {
+  const acked = (state: DrainState, ops: number, ms: number) => onAck(state, { now: T0, pending: 10, batch: { ops, ms } }).state;
+  const timedOut = new SyncError('network', 'No answer to a push within 30 s.', { timedOut: true });
+
+  test('a slow answer shrinks the limit in proportion, so the next batch is answered within the target', () => {
+    const state = acked(sendingState(500), 500, 4 * BATCH_TARGET_MS);
+    expect(state.batchLimit).toBe(125);
+    expect(onAck(state, { now: T0, pending: 10 }).action).toEqual({ type: 'send', maxOps: 125 });
+    // Slower still: smaller again, never below one op.
+    expect(acked(state, 125, 1000 * BATCH_TARGET_MS).batchLimit).toBe(1);
+  });
+
+  test('quick answers keep the full size; an answer for one op, or just within the target, changes nothing', () => {
+    expect(acked(sendingState(500), 500, 20).batchLimit).toBe(500);
+    expect(acked(sendingState(500), 500, BATCH_TARGET_MS).batchLimit).toBe(500);
+    expect(acked(sendingState(500), 1, 10 * BATCH_TARGET_MS).batchLimit).toBe(500);
+  });
+
+  test('the limit grows back only while twice the batch is expected within half the target', () => {
+    let state = acked(sendingState(500), 500, 4 * BATCH_TARGET_MS); // 125
+    // At 8 ms per op, 250 ops would take 2 s: more than half the target, so 125 stays however many acks.
+    for (let i = 0; i < 3 * GROW_AFTER_ACKS; i++) state = acked(state, 125, 1000);
+    expect(state.batchLimit).toBe(125);
+    // The link got faster (2 ms per op): after a run of acks it doubles, and on to the configured max.
+    const seen: number[] = [];
+    for (let i = 0; i < 10 * GROW_AFTER_ACKS && state.batchLimit < 500; i++) {
+      state = acked(state, state.batchLimit, state.batchLimit * 2);
+      seen.push(state.batchLimit);
+    }
+    expect([...new Set(seen)]).toEqual([125, 250, 500]);
+  });
+
+  test('a push that timed out halves the batch and backs off; other network failures keep the size', () => {
+    const half = onFailure(sendingState(500), timedOut, ctx({ sentOps: 500 }));
+    expect(half.state.phase).toBe('backoff');
+    expect(half.state.batchLimit).toBe(250);
+    expect(half.state.error?.timedOut).toBe(true);
+    const away = onFailure(sendingState(500), networkError(new TypeError('Failed to fetch')), ctx({ sentOps: 500 }));
+    expect(away.state.batchLimit).toBe(500);
+    // An HTTP push cut off by AbortSignal.timeout is a timeout too.
+    expect(networkError(new DOMException('The operation timed out.', 'TimeoutError')).timedOut).toBe(true);
+  });
+});
+

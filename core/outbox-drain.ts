@@ -41,9 +41,10 @@ export interface DrainState {
   phase: DrainPhase;
   /** The configured batch size, which the limit grows back to. */
   maxOps: number;
-  /** Ops per batch now: halved by each too_large (down to 1), doubled back after a run of acks. */
+  /** Ops per batch now: halved by each too_large (down to 1) and by a push that timed out, shrunk to fit
+   * BATCH_TARGET_MS when answers come slowly, doubled back after a run of quick acks. */
   batchLimit: number;
-  /** Acks since the limit last changed. */
+  /** Quick acks in a row (see BATCH_TARGET_MS) since the limit last changed. */
   okStreak: number;
   /** At-once retries (seq_gap, restamp, too_large) since the last ack or backoff; see MAX_QUICK_RETRIES. */
   quickRetries: number;
@@ -95,6 +96,26 @@ export interface EventContext {
   pending: number;
 }
 
+/** An acked batch: its ops, and how long its answer took — from when it was sent, or from the answer
+ * before it when batches were pipelined, so it is this batch's own share of the link and the server. */
+export interface BatchTiming {
+  ops: number;
+  ms: number;
+}
+
+export interface AckContext extends EventContext {
+  batch?: BatchTiming;
+}
+
+/**
+ * How long one batch's answer should take at most: batch sizes follow the measured time. A slower one
+ * shrinks the limit in proportion, so on a slow link a batch never nears the push timeout (30 s) and a
+ * connection cut mid-batch wastes at most this much upload; the limit grows back only while a batch of
+ * twice the size is expected within half of this. Where answers come quickly (a fast link, or a slow one
+ * with a short round trip) the limit stays at maxOps, the server's own bound, the cheapest per op.
+ */
+export const BATCH_TARGET_MS = 2_000;
+
 /**
  * At-once retries allowed before the machine falls back to backoff. Halving 500 ops down to 1 takes
  * 8; the rest is headroom for a gap or a restamp on the way. Past it a server that keeps answering
@@ -138,16 +159,20 @@ export function onWake(state: DrainState, ctx: EventContext): DrainStep {
 }
 
 /** An ack for the current send. `pending`: ops left in the outbox once it is applied. */
-export function onAck(state: DrainState, ctx: EventContext): DrainStep {
+export function onAck(state: DrainState, ctx: AckContext): DrainStep {
   if (state.phase !== 'sending') return { state, action: NONE };
-  const full = state.batchLimit >= state.maxOps;
-  const grow = !full && state.okStreak + 1 >= GROW_AFTER_ACKS;
+  const fitted = fitToTime(state.batchLimit, ctx.batch);
+  const full = fitted >= state.maxOps;
+  const quickAck = fitted === state.batchLimit && roomToDouble(fitted, ctx.batch);
+  const grow = quickAck && !full && state.okStreak + 1 >= GROW_AFTER_ACKS;
+  const batchLimit = grow ? Math.min(state.maxOps, fitted * 2) : fitted;
+  // Counted only while there is a limit to grow back to; a slow ack starts the run again.
+  const okStreak = batchLimit !== state.batchLimit || !quickAck ? 0 : full ? state.okStreak : state.okStreak + 1;
   const next: DrainState = {
     ...state,
     phase: ctx.pending > 0 ? 'sending' : 'idle',
-    batchLimit: grow ? Math.min(state.maxOps, state.batchLimit * 2) : state.batchLimit,
-    // Counted only while there is a limit to grow back to.
-    okStreak: grow ? 0 : full ? state.okStreak : state.okStreak + 1,
+    batchLimit,
+    okStreak,
     quickRetries: 0,
     retry: clearFailures(state.retry),
     error: null,
@@ -156,6 +181,18 @@ export function onAck(state: DrainState, ctx: EventContext): DrainStep {
   const same = next.phase === state.phase && next.batchLimit === state.batchLimit && next.okStreak === state.okStreak &&
     next.quickRetries === state.quickRetries && next.retry === state.retry && state.error === null;
   return { state: same ? state : next, action: ctx.pending > 0 ? { type: 'send', maxOps: next.batchLimit } : NONE };
+}
+
+/** The limit that answers a batch like this one within BATCH_TARGET_MS (never more than now). The
+ * drainer also uses it for the batch it sends before it hands the ack to onAck (the overlap). */
+export function fitToTime(limit: number, batch: BatchTiming | undefined): number {
+  if (batch === undefined || batch.ops < 2 || batch.ms <= BATCH_TARGET_MS) return limit;
+  return Math.max(1, Math.min(limit, Math.floor((batch.ops * BATCH_TARGET_MS) / batch.ms)));
+}
+
+/** A batch of twice `limit` ops, at this batch's time per op, would be answered within half the target. */
+function roomToDouble(limit: number, batch: BatchTiming | undefined): boolean {
+  return batch === undefined || batch.ms * ((2 * limit) / Math.max(1, batch.ops)) <= BATCH_TARGET_MS / 2;
 }
 
 /** The person signed in again: every op was kept, so draining simply resumes. */
@@ -207,8 +244,9 @@ function retryAfter(state: DrainState, error: SyncErrorData, ctx: FailureContext
       return tooLarge(state, error, ctx);
     default:
       // network, server, rate_limited, unparseable; and reset, which the read side handles by
-      // re-reading a snapshot: for the outbox it says nothing about the ops, so try again later.
-      return backOff(state, error, ctx);
+      // re-reading a snapshot: for the outbox it says nothing about the ops, so try again later. A push
+      // that timed out may be too big for this link: the retry sends half of it.
+      return backOff(error.timedOut ? halved(state, ctx) : state, error, ctx);
   }
 }
 
@@ -235,8 +273,14 @@ function tooLarge(state: DrainState, error: SyncErrorData, ctx: FailureContext):
   // alone (a dead letter), so this is a proxy's body limit below ours: keep trying, slowly and
   // visibly, until an operator raises it.
   if (sent <= 1) return backOff({ ...state, batchLimit: 1, okStreak: 0 }, error, ctx);
-  const halved: DrainState = { ...state, batchLimit: Math.max(1, Math.floor(sent / 2)), okStreak: 0 };
-  return quick(halved, error, ctx, { type: 'send', maxOps: halved.batchLimit });
+  const half = halved(state, ctx);
+  return quick(half, error, ctx, { type: 'send', maxOps: half.batchLimit });
+}
+
+/** Half of the batch that failed, rather than of a limit it never reached. */
+function halved(state: DrainState, ctx: FailureContext): DrainState {
+  const sent = Math.min(state.batchLimit, ctx.sentOps ?? state.batchLimit);
+  return { ...state, batchLimit: Math.max(1, Math.floor(sent / 2)), okStreak: 0 };
 }
 
 /** Adjust and send again at once, unless this round's allowance is spent. */

@@ -141,6 +141,36 @@ describe('413', () => {
   });
 });
 
+describe('batch size and the link', () => {
+  test('on a slow link the batches shrink to what is answered within the target, and a timed-out push is halved', async () => {
+    const clock = createFakeClock(T0);
+    const server = new FakeServer();
+    // 16 ms per op on the way (about 60 ops a second): a 500-op batch takes 8 s to be answered.
+    const slowLink = { push: async (request: { device: string; ops: Op[] }) => {
+      await clock.sleep(request.ops.length * 16);
+      return server.push(request);
+    } };
+    const { store, drainer, write } = await setup({ clock, server, deps: { transport: slowLink } });
+    const ops = await write(1200);
+    await drainer.drain();
+    expect(server.calls.map((seqs) => seqs.length)).toEqual([500, 125, 125, 125, 125, 125, 75]);
+    await expectDelivered(store, server, ops);
+
+    // A push cut off by its timeout: the retry, after the backoff, sends half.
+    let cut = 1;
+    const other = new FakeServer();
+    const timingOut = { push: async (request: { device: string; ops: Op[] }) => {
+      if (cut-- > 0) throw new SyncError('network', 'No answer to a push within 30 s.', { timedOut: true });
+      return other.push(request);
+    } };
+    const next = await setup({ clock, server: other, deps: { transport: timingOut } });
+    const more = await next.write(100);
+    await next.drainer.drain();
+    expect(next.server.calls.map((seqs) => seqs.length)).toEqual([50, 50]);
+    await expectDelivered(next.store, next.server, more);
+  });
+});
+
 describe('transient failures', () => {
   test('429 waits at least retryAfterMs, then sends', async () => {
     const { store, server, drainer, write, clock, statuses } = await setup();

@@ -27,8 +27,8 @@
 // While a batch is out, the page after it is read ahead. When a batch's ack answers every op of it, the
 // next batch (already read) leaves before that ack is applied: the server committed batch N before N+1
 // was sent, so even over HTTP (one request at a time) the server sees a device's batches in seq order.
-import { type DrainAction, type DrainState, type DrainStep, initialDrain, onAck, onFailure, onResume, onSignIn,
-  onWake } from '../core/outbox-drain.ts';
+import { type DrainAction, type DrainState, type DrainStep, fitToTime, initialDrain, onAck, onFailure, onResume,
+  onSignIn, onWake } from '../core/outbox-drain.ts';
 import { isSyncError, SyncError, type SyncErrorData } from '../core/errors.ts';
 import { chooseBatch, type OutboxEntry } from '../core/outbox.ts';
 import { DRAIN_LOCK } from '../schema/protocol.ts';
@@ -44,10 +44,12 @@ export { isSyncError } from '../core/errors.ts';
 type Trigger = 'wake' | 'resume' | 'sign-in';
 
 /** What came back for one batch; never a rejection, so an abandoned batch cannot leak one. */
-type Answer = { ok: true; ack: AckBody } | { ok: false; error: SyncError };
+/** `at`: when the answer came (the drainer's clock). */
+type Answer = { ok: true; ack: AckBody; at: number } | { ok: false; error: SyncError };
 
 interface Flight {
   batch: OutboxEntry[];
+  sentAt: number;
   answer: Promise<Answer>;
 }
 
@@ -62,6 +64,8 @@ interface Run {
   flight: Flight[];
   /** The outbox page after the last batch sent, read while that batch is out (see #fill). */
   ahead: ReadAhead | null;
+  /** When the last ack of this run came: a pipelined batch's time is counted from it (BatchTiming). */
+  lastAnswerAt: number;
 }
 
 interface ReadAhead {
@@ -123,6 +127,7 @@ export class Drainer {
       waited: 0,
       flight: [],
       ahead: null,
+      lastAnswerAt: 0,
     };
     try {
       return await this.#loop(run, this.#start(run, trigger));
@@ -189,9 +194,14 @@ export class Drainer {
     const answer = await head.answer;
     if (!answer.ok) return this.#failed(run, answer.error, head.batch.length);
     const unanswered = unansweredIn(answer.ack, head.batch);
-    // Every op of the batch is committed: the next batch may leave now, while this ack is applied
-    // (the next `send` the machine asks for finds it in flight). Nothing new is sent after a failure.
-    if (unanswered === null) await this.#fill(run, run.flight.length > 0 ? undefined : head.batch.at(-1)!.op.seq + 1, maxOps);
+    const batch = { ops: head.batch.length, ms: answer.at - Math.max(head.sentAt, run.lastAnswerAt) };
+    run.lastAnswerAt = answer.at;
+    // Every op of the batch is committed: the next batch may leave now (sized by this answer's time, as
+    // onAck will), while this ack is applied (the next `send` the machine asks for finds it in flight).
+    // Nothing new is sent after a failure.
+    if (unanswered === null) {
+      await this.#fill(run, run.flight.length > 0 ? undefined : head.batch.at(-1)!.op.seq + 1, fitToTime(maxOps, batch));
+    }
     // The batch as sent is what the server committed: the store need not read its rows again.
     await store.applyAck(answer.ack, now(), head.batch);
     // Counted from the answer, not from what this application removed: the device's other contexts
@@ -199,7 +209,7 @@ export class Drainer {
     run.sent += answeredIn(answer.ack, head.batch);
     if (unanswered !== null) return this.#failed(run, unanswered, head.batch.length);
     run.stats = await store.outboxStats();
-    return onAck(run.state, this.#ctx(run));
+    return onAck(run.state, { ...this.#ctx(run), batch });
   }
 
   /**
@@ -207,7 +217,7 @@ export class Drainer {
    * the page after the last one ahead, so the next batch is ready when the window opens again.
    */
   async #fill(run: Run, fromSeq: number | undefined, maxOps: number): Promise<void> {
-    const { transport } = this.#deps;
+    const { transport, now } = this.#deps;
     const window = Math.max(1, Math.floor(transport.window?.() ?? 1));
     const last = run.flight.at(-1)?.batch.at(-1);
     let next = fromSeq ?? (last === undefined ? undefined : last.op.seq + 1);
@@ -220,8 +230,8 @@ export class Drainer {
       // A transport that throws instead of rejecting is a bug in it, kept visible and retried (asSyncError).
       const answer = Promise.resolve()
         .then(() => transport.push({ device: run.device, ops }))
-        .then((ack): Answer => ({ ok: true, ack }), (error: unknown): Answer => ({ ok: false, error: asSyncError(error) }));
-      run.flight.push({ batch, answer });
+        .then((ack): Answer => ({ ok: true, ack, at: now() }), (error: unknown): Answer => ({ ok: false, error: asSyncError(error) }));
+      run.flight.push({ batch, sentAt: now(), answer });
       next = batch[batch.length - 1]!.op.seq + 1;
     }
     if (run.ahead === null && next !== undefined) {

@@ -57,7 +57,7 @@ export function createSocketTransport(options: SocketTransportOptions): SocketTr
     return waiter;
   };
 
-  const lost = (message: string) => new SyncError('network', message);
+  const lost = (message: string, timedOut = false) => new SyncError('network', message, timedOut ? { timedOut } : {});
 
   return {
     push(request: PushRequest): Promise<AckBody> {
@@ -65,7 +65,7 @@ export function createSocketTransport(options: SocketTransportOptions): SocketTr
         if (send === null) return reject(lost('The sync socket is not open.'));
         const rid = nextRid++;
         const timer = timers.setTimeout(() => {
-          settle(rid)?.reject(lost(`No answer to a push within ${timeoutMs / 1000} s.`));
+          settle(rid)?.reject(lost(`No answer to a push within ${timeoutMs / 1000} s.`, true));
         }, timeoutMs);
         waiters.set(rid, { device: request.device, resolve, reject, timer });
         if (!send({ type: 'push', rid, device: request.device, ops: request.ops })) {
