@@ -208,7 +208,7 @@ export async function createDevice(ports: DevicePorts, options: DeviceOptions): 
   };
   const acked = (applied: AckApplied) => {
     for (const { space, collection } of applied.touched) changed(space, collection);
-    refreshOutbox();
+    if (!closed) tracker.update({ outbox: applied.stats }); // read in the ack's own transaction
   };
 
   const spaceListeners = new Set<(spaces: SpaceRef[]) => void>();

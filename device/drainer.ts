@@ -203,12 +203,12 @@ export class Drainer {
       await this.#fill(run, run.flight.length > 0 ? undefined : head.batch.at(-1)!.op.seq + 1, fitToTime(maxOps, batch));
     }
     // The batch as sent is what the server committed: the store need not read its rows again.
-    await store.applyAck(answer.ack, now(), head.batch);
+    const applied = await store.applyAck(answer.ack, now(), head.batch);
     // Counted from the answer, not from what this application removed: the device's other contexts
     // get the same ack on their sockets and may well have applied it first.
     run.sent += answeredIn(answer.ack, head.batch);
     if (unanswered !== null) return this.#failed(run, unanswered, head.batch.length);
-    run.stats = await store.outboxStats();
+    run.stats = applied.stats;
     return onAck(run.state, { ...this.#ctx(run), batch });
   }
 

@@ -195,6 +195,8 @@ export interface AckApplied {
   dead: number;
   /** The collections whose entities this ack changed (pending flags, or a rejected op's effect undone). */
   touched: Array<{ space: string; collection: string }>;
+  /** The outbox's stats once this ack is applied, read in its transaction. */
+  stats: OutboxStats;
 }
 
 export interface ChangesApplied {

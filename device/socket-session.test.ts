@@ -254,7 +254,7 @@ describe('socket session', () => {
     expect((await store.outboxStats()).count).toBe(2); // the drainer applies its own answers
     // The worker's HTTP push of op 2 committed: the server tells this socket too.
     await receive({ type: 'ack', device, through: 2, lamport: 9, results: [result(2)] });
-    expect(acked).toEqual([{ removed: 1, dead: 0, touched: [{ space: SPACE, collection: 'items' }] }]);
+    expect(acked).toEqual([{ removed: 1, dead: 0, touched: [{ space: SPACE, collection: 'items' }], stats: await store.outboxStats() }]);
     expect((await store.readOutbox(0, 10)).map((e) => e.op.seq)).toEqual([1]);
   });
 

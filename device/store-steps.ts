@@ -5,7 +5,8 @@ import type { DBSchema, IDBPTransaction, StoreNames } from 'idb';
 import { docEquals } from '../core/merge.ts';
 import type { Op } from '../core/types.ts';
 import {
-  type DeadRow, emptyRecord, type EntityKey, entityKeyOf, type EntityRecord, groupByEntity, type OutboxRow, viewOf,
+  type DeadRow, emptyRecord, type EntityKey, entityKeyOf, type EntityRecord, groupByEntity, type OutboxRow, type OutboxStats,
+  viewOf,
 } from './records.ts';
 
 export interface FerrySchema extends DBSchema {
@@ -68,6 +69,24 @@ export async function walkPages(tx: Tx, visit: (page: OutboxRow[]) => Promise<vo
     await visit(page);
     from = page[page.length - 1]!.seq + 1;
   }
+}
+
+/** The outbox's stats as `tx` sees them, its own writes included: one round of requests. */
+export async function statsIn(tx: IDBPTransaction<FerrySchema, Name[], IDBTransactionMode>): Promise<OutboxStats> {
+  const outbox = tx.objectStore('outbox');
+  const meta = tx.objectStore('meta');
+  const [count, bytes, first, last, dead, ackedAt] = await Promise.all([
+    meta.get('outboxCount'), meta.get('outboxBytes'), outbox.openCursor(), outbox.openCursor(null, 'prev'),
+    tx.objectStore('dead').count(), meta.get('lastAckAt'),
+  ]);
+  return {
+    bytes: bytes as number,
+    count: count as number,
+    dead,
+    lastAckAt: (ackedAt as number | undefined) ?? null,
+    oldestAt: first?.value.op.at ?? null,
+    span: first && last ? { first: first.value.seq, last: last.value.seq } : null,
+  };
 }
 
 export async function counter(tx: Tx, name: Counter): Promise<number> {

@@ -226,7 +226,10 @@ describe('applyAck', () => {
       through: 3, lamport: 50,
       results: [applied(1, device), { seq: 2, id: `${device}:2`, result: 'rejected' as const, code: 'invalid', message: 'n must be odd' }, applied(3, device)],
     };
-    expect(await store.applyAck(ack, T0 + 5)).toEqual({ removed: 3, dead: 1, touched: [{ space: 's1', collection: 'items' }] });
+    // With the outbox's stats after it, read in its own transaction: what a separate read sees now.
+    const first = await store.applyAck(ack, T0 + 5);
+    expect(first).toEqual({ removed: 3, dead: 1, touched: [{ space: 's1', collection: 'items' }], stats: await store.outboxStats() });
+    expect(first.stats).toMatchObject({ count: 1, dead: 1, span: { first: 4, last: 4 }, lastAckAt: T0 + 5 });
     expect((await store.readOutbox(0, 10)).map((e) => e.op.seq)).toEqual([4]);
     expect(await store.listDead()).toEqual([{ seq: 2, op: ops[1]!, code: 'invalid', message: 'n must be odd', at: T0 + 5 }]);
     expect(await store.getLamport()).toBe(50);
@@ -238,7 +241,7 @@ describe('applyAck', () => {
     expect(lastAckAt).toBe(T0 + 5);
 
     // The copy that arrives on the other path removes nothing, and so is not a newer ack either.
-    expect(await store.applyAck(ack, T0 + 9)).toEqual({ removed: 0, dead: 0, touched: [] });
+    expect(await store.applyAck(ack, T0 + 9)).toEqual({ removed: 0, dead: 0, touched: [], stats: first.stats });
     expect(await store.outboxStats()).toMatchObject({ bytes, lastAckAt: T0 + 5 });
     expect(await store.listDead()).toHaveLength(1);
   });
@@ -304,7 +307,8 @@ describe('applyAck', () => {
         const a = await read.applyAck(ack, T0 + roll);
         const b = await given.applyAck(ack, T0 + roll, sent);
         expect(b).toEqual(a);
-        if (roll % 6 === 0) expect(await given.applyAck(ack, T0 + roll, sent)).toEqual({ removed: 0, dead: 0, touched: [] });
+        expect(b.stats).toEqual(await given.outboxStats());
+        if (roll % 6 === 0) expect(await given.applyAck(ack, T0 + roll, sent)).toEqual({ removed: 0, dead: 0, touched: [], stats: b.stats });
         if (roll % 6 === 0) await read.applyAck(ack, T0 + roll);
       }
       const outbox = async (store: typeof read) => (await store.readOutbox(0, 100)).map(({ op, bytes }) => [op.seq, op.key, bytes]);

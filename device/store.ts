@@ -23,7 +23,7 @@ import type { DrainState } from '../core/outbox-drain.ts';
 import type { Op } from '../core/types.ts';
 import type { EntityWire } from '../schema/wire.ts';
 import {
-  auditReplica, commitNow, counter, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, recompute, run, type Tx, type UpgradeTx, updateEntity, walkPages,
+  auditReplica, commitNow, counter, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, recompute, run, statsIn, type Tx, type UpgradeTx, updateEntity, walkPages,
 } from './store-steps.ts';
 import {
   type AckApplied, type ChangesApplied, checkDrafts, type DeadRow, type Draft, draftOf, emptyRecord,
@@ -248,19 +248,9 @@ export class Store {
   async outboxStats(): Promise<OutboxStats> {
     // Asked together: one round trip, since this read sits between writes (device.ts refreshes it after them).
     const tx = this.#db.transaction(['meta', 'outbox', 'dead'], 'readonly');
-    const outbox = tx.objectStore('outbox');
-    const [count, bytes, first, last, dead, ackedAt] = await Promise.all([
-      tx.objectStore('meta').get('outboxCount'), tx.objectStore('meta').get('outboxBytes'), outbox.openCursor(), outbox.openCursor(null, 'prev'),
-      tx.objectStore('dead').count(), tx.objectStore('meta').get('lastAckAt'),
-    ]);
-    const lastAckAt = (ackedAt as number | undefined) ?? null;
+    const stats = await statsIn(tx);
     await tx.done;
-    return {
-      bytes: bytes as number,
-      count: count as number, dead, lastAckAt,
-      oldestAt: first?.value.op.at ?? null,
-      span: first && last ? { first: first.value.seq, last: last.value.seq } : null,
-    };
+    return stats;
   }
 
   /**
@@ -288,7 +278,7 @@ export class Store {
       const range = plan.remove.length === 0 ? null : IDBKeyRange.bound(plan.remove[0]!, plan.remove[plan.remove.length - 1]!);
       const inRange = range === null ? [] : await rowsIn(outbox, range, remove, sent);
       const held = inRange.filter((row) => remove.has(row.seq));
-      const done: AckApplied = { removed: held.length, dead: 0, touched: [] };
+      const done = { removed: held.length, dead: 0 };
       const writes: Promise<unknown>[] = [];
       const rebuild: EntityKey[] = [];
       let bytes = 0;
@@ -334,8 +324,9 @@ export class Store {
         meta.put(plan.clock, 'lamport'), meta.put(outboxBytes - bytes, 'outboxBytes'), meta.put(outboxCount - held.length, 'outboxCount'),
         ...(held.length > 0 ? [meta.put(now, 'lastAckAt')] : []),
       ]);
-      done.touched = [...touched.values()];
-      return done;
+      // The stats read in this transaction, after its writes: what the drainer and the status need next,
+      // without a read transaction of their own queued behind the next write.
+      return { ...done, touched: [...touched.values()], stats: await statsIn(tx) };
     });
   }
 
