@@ -158,6 +158,36 @@ describe('socket session', () => {
     expect(await store.getCursors()).toEqual({ [SPACE]: 3 });
   });
 
+  test('a pong saying more was sent than the stored cursor (the last frame was lost): subscribed again from it', async () => {
+    const { store, session, sent, connect, receive } = await setup();
+    session.setSpaces([SPACE]);
+    await connect();
+    await receive({ type: 'caught_up', space: SPACE, cursor: 0 });
+    await receive({ type: 'changes', space: SPACE, from: 0, cursor: 3, lamport: 9, entities: [entity('a', { n: 1 }, 1, 3)] });
+    // The server sent a frame up to 5 that never came; nothing after it would show the gap.
+    const subscribes = () => sent.filter((m) => m.type === 'subscribe');
+    await receive({ type: 'pong', t: 1_000, sent: { [SPACE]: 3 } });
+    expect(subscribes()).toHaveLength(1); // all there: nothing to do
+    await receive({ type: 'pong', t: 1_000, sent: { [SPACE]: 5 } });
+    expect(subscribes().at(-1)).toEqual({ type: 'subscribe', spaces: [{ space: SPACE, cursor: 3 }] });
+    expect(session.info()).toMatchObject({ subscribed: 1, caughtUp: 0 });
+    // A pong that crossed that subscribe speaks of the old subscription: asked once already.
+    await receive({ type: 'pong', t: 1_000, sent: { [SPACE]: 5 } });
+    expect(subscribes()).toHaveLength(2);
+    expect(await store.getCursors()).toEqual({ [SPACE]: 3 });
+  });
+
+  test('a pong with a space live on the server whose caught_up never came: subscribed again', async () => {
+    const { session, sent, connect, receive } = await setup();
+    session.setSpaces([SPACE]);
+    await connect();
+    await receive({ type: 'pong', t: 1_000, sent: { [SPACE]: 0, 'not-ours': 4 } });
+    expect(sent.filter((m) => m.type === 'subscribe')).toEqual([
+      { type: 'subscribe', spaces: [{ space: SPACE, cursor: 0 }] },
+      { type: 'subscribe', spaces: [{ space: SPACE, cursor: 0 }] },
+    ]);
+  });
+
   test('caught_up: the space counts as current; a new socket starts counting again', async () => {
     const { session, connect, receive } = await setup();
     session.setSpaces([SPACE]);

@@ -6,7 +6,8 @@
 //                        `from` above the stored cursor: a frame was lost; the cursor stays, and the
 //                        space is subscribed again from it (once until its caught_up)
 //             caught_up ─▶ that space is current (its cursor above ours: the last frame was lost; again)
-//             pong ─▶ round trip (serverLag)
+//             pong ─▶ round trip (serverLag); a live space's `sent` above the stored cursor: its last
+//                     frame was lost, subscribed again (as for a gap)
 //             reset ─▶ forget the space (keep pending ops), read the paged snapshot, subscribe from the
 //                      horizon (the rows above it, tombstones included, which the snapshot leaves out)
 //             ack with a rid of ours ─▶ the socket transport's push resolves (the drainer applies it)
@@ -149,6 +150,21 @@ export function createSocketSession(deps: SessionDeps): SocketSession {
   };
 
   /**
+   * PROTOCOL.md §7: how far the server sent each live subscription, as of the pong. Every frame before it is
+   * applied, so a stored cursor below that (or a space the server has live that never got its caught_up)
+   * lost its last frame, which no later frame's `from` would show until the space's next change.
+   */
+  const onSent = async (sent: Record<string, number>, gen: number) => {
+    if (gen !== generation) return;
+    const cursors = await store.getCursors();
+    for (const [space, cursor] of Object.entries(sent)) {
+      // A pong that crossed our subscribe again speaks of the subscription it replaced.
+      if (!subscribed.has(space) || resubscribing.has(space)) continue;
+      if (!caughtUp.has(space) || (cursors[space] ?? 0) < cursor) await resubscribe(space, gen);
+    }
+  };
+
+  /**
    * PROTOCOL.md §7: a frame of the space was lost on the way (its successor's `from`, or the caught_up's
    * cursor, is above the stored cursor). Subscribing again from the stored cursor replaces the
    * subscription on the server; its catch-up sends what was lost (and what came after, again: merging is
@@ -271,7 +287,9 @@ export function createSocketSession(deps: SessionDeps): SocketSession {
           return onError(frame);
         case 'pong':
           serverLag = Math.max(0, deps.now() - frame.t);
-          return deps.updated();
+          deps.updated();
+          if (frame.sent !== undefined) enqueue(() => onSent(frame.sent!, gen));
+          return;
         case 'spaces':
           return enqueue(() => onSpaces(frame.spaces));
       }

@@ -134,7 +134,15 @@ export const DownChanges = v.strictObject({
 });
 export const DownCaughtUp = v.strictObject({ type: v.literal('caught_up'), space: v.string(), cursor: Cursor });
 export const DownReset = v.strictObject({ type: v.literal('reset'), space: v.string(), horizon: Cursor });
-export const DownPong = v.strictObject({ type: v.literal('pong'), t: v.number() });
+export const DownPong = v.strictObject({
+  type: v.literal('pong'),
+  t: v.number(),
+  /**
+   * Sockets that offered `ferry.from`: per live subscription, the cursor of the last `changes` frame sent
+   * before this pong. A caught-up space whose stored cursor is below it lost its last frame (PROTOCOL.md §7).
+   */
+  sent: v.optional(v.record(v.string(), Cursor)),
+});
 
 /** The user's spaces changed (an invitation, a removal, a new or renamed space): the whole list, now. A space
  * no longer in it is no longer synced; its queued ops will come back rejected `forbidden`. */

@@ -265,6 +265,17 @@ export function createHub(options: HubOptions) {
       return catchUp(conn, space, sub);
     },
 
+    /**
+     * PROTOCOL.md §7: per live subscription of a `ferry.from` socket, the cursor of the last frame sent, for
+     * its pong; nothing while paused (frames wait) or when the client cannot use it.
+     */
+    sentCursors(conn: Connection): Record<string, number> | undefined {
+      if (!conn.from || conn.pausedSince !== null) return undefined;
+      const sent: Record<string, number> = {};
+      for (const [space, sub] of conn.spaces) if (sub.mode === 'live') sent[space] = sub.sent;
+      return sent;
+    },
+
     send,
     close,
 

@@ -112,7 +112,10 @@ export function createSyncSockets(ctx: ServerContext): SyncSockets {
   };
 
   const handle = async (s: Session, message: Exclude<v.InferOutput<typeof Up>, Push>) => {
-    if (message.type === 'ping') return reply(s, { type: 'pong', t: message.t });
+    if (message.type === 'ping') {
+      const sent = ctx.hub.sentCursors(s.conn);
+      return reply(s, { type: 'pong', t: message.t, ...(sent === undefined ? {} : { sent }) });
+    }
     if (message.type === 'hello') return hello(s, message.device);
     if (!s.conn.device) return error(s, { code: 'invalid', message: 'Send hello before anything else.' });
     for (const { space, cursor } of message.spaces) {
