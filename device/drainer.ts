@@ -43,8 +43,8 @@ export { isSyncError } from '../core/errors.ts';
 
 type Trigger = 'wake' | 'resume' | 'sign-in';
 
-/** What came back for one batch; never a rejection, so an abandoned batch cannot leak one. */
-/** `at`: when the answer came (the drainer's clock). */
+/** What came back for one batch (`at`: when, on the drainer's clock); never a rejection, so an abandoned
+ * batch cannot leak one. */
 type Answer = { ok: true; ack: AckBody; at: number } | { ok: false; error: SyncError };
 
 interface Flight {
