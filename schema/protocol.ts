@@ -16,7 +16,8 @@
 //       Amended (negotiated, so clients that predate it are unaffected): a socket that also offers the
 //       subprotocol `ferry.from` gets `from` on every `changes` frame, the cursor the frame continues from,
 //       so a lost frame is a gap the client sees (PROTOCOL.md §7). Its strict frame schema would refuse an
-//       unknown field, so it is never sent unasked.
+//       unknown field, so it is never sent unasked. Likewise `ferry.sent`: pongs carry `sent`, each live
+//       subscription's cursor, so a lost last frame is seen too.
 export const PROTOCOL_VERSION = 1;
 
 /** The socket subprotocol both sides speak; the server echoes only this one (PROTOCOL.md §5). */
@@ -26,10 +27,12 @@ export const TOKEN_PROTOCOL_PREFIX = 'ferry.auth.';
 
 /** Offered besides `ferry.v1`: the client reads `from` on `changes` frames (PROTOCOL.md §7). Never echoed. */
 export const FROM_PROTOCOL = 'ferry.from';
+/** Offered besides `ferry.v1`: the client reads `sent` on pongs (PROTOCOL.md §7). Never echoed. */
+export const SENT_PROTOCOL = 'ferry.sent';
 
 /** The subprotocols a device offers: the cookie alone authenticates, or a bearer token rides along. */
 export function socketProtocols(token: string | null): string[] {
-  const offered = [SOCKET_PROTOCOL, FROM_PROTOCOL];
+  const offered = [SOCKET_PROTOCOL, FROM_PROTOCOL, SENT_PROTOCOL];
   return token ? [...offered, `${TOKEN_PROTOCOL_PREFIX}${token}`] : offered;
 }
 

@@ -138,7 +138,7 @@ export const DownPong = v.strictObject({
   type: v.literal('pong'),
   t: v.number(),
   /**
-   * Sockets that offered `ferry.from`: per live subscription, the cursor of the last `changes` frame sent
+   * Sockets that offered `ferry.sent`: per live subscription, the cursor of the last `changes` frame sent
    * before this pong. A caught-up space whose stored cursor is below it lost its last frame (PROTOCOL.md §7).
    */
   sent: v.optional(v.record(v.string(), Cursor)),

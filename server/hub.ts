@@ -42,6 +42,8 @@ export interface Connection {
   device: string | null;
   /** The client offered `ferry.from`: its `changes` frames carry `from`. */
   from: boolean;
+  /** The client offered `ferry.sent`: its pongs carry each live subscription's cursor. */
+  pongCursors: boolean;
   spaces: Map<string, Subscription>;
   pausedSince: number | null;
   closed: boolean;
@@ -244,10 +246,13 @@ export function createHub(options: HubOptions) {
   };
 
   return {
-    /** `from`: the client offered `ferry.from` (PROTOCOL.md §7). */
-    open(socket: SocketPort, user: string, from = false): Connection {
+    /** What the client offered besides `ferry.v1`: `ferry.from`, `ferry.sent` (PROTOCOL.md §7). */
+    open(socket: SocketPort, user: string, offered: { from?: boolean; sent?: boolean } = {}): Connection {
       metrics.socketOpened();
-      const conn: Connection = { id: `${options.instance}:${nextId++}`, socket, user, device: null, from, spaces: new Map(), pausedSince: null, closed: false };
+      const conn: Connection = {
+        id: `${options.instance}:${nextId++}`, socket, user, device: null, from: offered.from ?? false,
+        pongCursors: offered.sent ?? false, spaces: new Map(), pausedSince: null, closed: false,
+      };
       join(byUser, user, conn);
       return conn;
     },
@@ -266,11 +271,11 @@ export function createHub(options: HubOptions) {
     },
 
     /**
-     * PROTOCOL.md §7: per live subscription of a `ferry.from` socket, the cursor of the last frame sent, for
-     * its pong; nothing while paused (frames wait) or when the client cannot use it.
+     * PROTOCOL.md §7: per live subscription of a `ferry.sent` socket, the cursor of the last frame sent, for
+     * its pong; nothing while paused (frames wait) or when the client did not ask.
      */
     sentCursors(conn: Connection): Record<string, number> | undefined {
-      if (!conn.from || conn.pausedSince !== null) return undefined;
+      if (!conn.pongCursors || conn.pausedSince !== null) return undefined;
       const sent: Record<string, number> = {};
       for (const [space, sub] of conn.spaces) if (sub.mode === 'live') sent[space] = sub.sent;
       return sent;

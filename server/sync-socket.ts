@@ -13,7 +13,7 @@
 import type { AnyElysia } from 'elysia';
 import * as v from 'valibot';
 import { LIMITS, utf8Length } from '../core/limits.ts';
-import { CLOSE, FROM_PROTOCOL, PROTOCOL_VERSION, SOCKET_PROTOCOL } from '../schema/protocol.ts';
+import { CLOSE, FROM_PROTOCOL, PROTOCOL_VERSION, SENT_PROTOCOL, SOCKET_PROTOCOL } from '../schema/protocol.ts';
 import { describeIssues, Up, type Down, type ErrorBody } from '../schema/wire.ts';
 import { originAllowed, refuseUrlTokens, type Principal } from './auth.ts';
 import { DEFAULT_MAX_SOCKETS_PER_USER, type ServerContext } from './context.ts';
@@ -36,6 +36,8 @@ export interface Accepted {
   principal: Principal | null;
   /** The client also offered `ferry.from`: its `changes` frames say where they continue from. */
   from: boolean;
+  /** The client also offered `ferry.sent`: its pongs say how far each live subscription was sent. */
+  sent: boolean;
 }
 
 /** What the adapter calls for each event of an open socket. */
@@ -193,7 +195,10 @@ export function createSyncSockets(ctx: ServerContext): SyncSockets {
       if (!offered.includes(SOCKET_PROTOCOL)) throw fail('invalid', `Offer the subprotocol "${SOCKET_PROTOCOL}".`);
       // Missing or expired credentials are answered after the upgrade, with close code 4401: a browser
       // sees only "1006" for a refused handshake and could not tell "sign in again" from "offline".
-      return { protocol: SOCKET_PROTOCOL, principal: await ctx.authenticate(request), from: offered.includes(FROM_PROTOCOL) };
+      return {
+        protocol: SOCKET_PROTOCOL, principal: await ctx.authenticate(request),
+        from: offered.includes(FROM_PROTOCOL), sent: offered.includes(SENT_PROTOCOL),
+      };
     },
 
     open(port, accepted) {
@@ -212,7 +217,7 @@ export function createSyncSockets(ctx: ServerContext): SyncSockets {
         port.close(CLOSE.rateLimited, 'too many sockets');
         return IGNORE;
       }
-      const conn = ctx.hub.open(port, principal.user.id, accepted.from);
+      const conn = ctx.hub.open(port, principal.user.id, { from: accepted.from, sent: accepted.sent });
       const s: Session = { conn, principal, answered: Promise.resolve(), taken: Promise.resolve(), helloTimer: null, recheck: null };
       conn.recheck = () => stillValid(s);
       s.helloTimer = setTimeout(() => ctx.hub.close(conn, CLOSE.noHello, 'no hello in time'), HELLO_TIMEOUT_MS);

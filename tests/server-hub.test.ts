@@ -105,7 +105,7 @@ test('a subscribe again for a space replaces the subscription: its catch-up stop
   // Small pages and frames, so the first catch-up has many steps left when the second subscribe comes.
   const hub = createHub({ store, metrics: createMetrics(), now: Date.now, instance: 'test', spacesOf: async () => [], pageSize: 5, frameBytes: 1 });
   const socket = stalledSocket();
-  const conn = hub.open(socket.port, bob.id, true);
+  const conn = hub.open(socket.port, bob.id, { from: true });
   const first = hub.subscribe(conn, bob.space, 0);
   await hub.subscribe(conn, bob.space, 0);
   await first;

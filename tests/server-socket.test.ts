@@ -83,7 +83,7 @@ for (const runtime of targets()) describe(`/v1/sync on ${runtime}`, () => {
       reader.close();
     });
 
-    test('with ferry.from, every changes frame says where it continues from, through catch-up, live, and a subscribe again; a pong how far each was sent', async () => {
+    test('with ferry.from, every changes frame says where it continues from, through catch-up, live, and a subscribe again; with ferry.sent a pong how far each was sent', async () => {
       const writer = 'sock-from-w';
       for (let seq = 1; seq <= 1200; seq += 400) {
         const r = await push(server.base, alice.token, writer, makeOps(writer, alice.space, seq, 400, { collection: 'chain' }).map((op, i) => ({ ...op, key: `c${seq + i}` })));
@@ -116,10 +116,16 @@ for (const runtime of targets()) describe(`/v1/sync on ${runtime}`, () => {
       const again = await reader.next((f) => f.type === 'caught_up' && reader.frames.indexOf(f) >= before);
       expect(chain(reader.frames.slice(before).filter((f) => f.type === 'changes'), mid)).toBe(again.cursor);
       expect(again.cursor).toBe(live.cursor);
-      // A pong says how far each live subscription was sent: a client whose last frame was lost sees it.
+      // With ferry.sent, a pong says how far each live subscription was sent: a lost last frame is seen.
       reader.send({ type: 'ping', t: 3 });
-      expect(await reader.next((f) => f.type === 'pong' && f.t === 3)).toEqual({ type: 'pong', t: 3, sent: { [alice.space]: live.cursor } });
-      // Without ferry.from, the frames and the pong are as they always were.
+      expect(await reader.next((f) => f.type === 'pong' && f.t === 3)).toEqual({ type: 'pong', t: 3 });
+      const pinger = await helloSocket(server.ws, alice.token, 'sock-from-s', ['ferry.from', 'ferry.sent']);
+      pinger.send({ type: 'subscribe', spaces: [{ space: alice.space, cursor: mid }] });
+      await pinger.next((f) => f.type === 'caught_up');
+      pinger.send({ type: 'ping', t: 5 });
+      expect(await pinger.next((f) => f.type === 'pong')).toEqual({ type: 'pong', t: 5, sent: { [alice.space]: live.cursor } });
+      pinger.close();
+      // Without them, the frames and the pong are as they always were.
       const plain = await helloSocket(server.ws, alice.token, 'sock-from-p');
       plain.send({ type: 'subscribe', spaces: [{ space: alice.space, cursor: mid }] });
       await plain.next((f) => f.type === 'caught_up');
