@@ -20,7 +20,7 @@ import { DEFAULT_MAX_SOCKETS_PER_USER, type ServerContext } from './context.ts';
 import { fail } from './errors.ts';
 import { logFailure } from './log.ts';
 import type { Connection, SocketPort } from './hub.ts';
-import { createRateLimiter } from './rate-limit.ts';
+import { createRateLimiter, DEFAULT_RATE_LIMITS } from './rate-limit.ts';
 
 const HELLO_TIMEOUT_MS = 10_000;
 /** How long a client refused for too many sockets should wait before it tries again. */
@@ -83,8 +83,11 @@ type Push = Extract<v.InferOutput<typeof Up>, { type: 'push' }>;
 const IGNORE: SocketHandlers = { message() {}, drained() {}, closed() {} };
 
 export function createSyncSockets(ctx: ServerContext): SyncSockets {
-  // Frames of any kind, per socket: a flood is closed with 4429 rather than queued.
-  const frames = createRateLimiter({ pushesPerSecond: 200, opsPerSecond: 1 });
+  // Frames of any kind, per socket: a flood is closed with 4429 rather than queued. Four times the push limit
+  // (pings and subscribes come besides pushes; 200/s by default), so a fast writer is answered `rate_limited`
+  // long before its socket is closed, also where an operator raised the push limit.
+  const pushRate = (ctx.deps.rateLimits ?? DEFAULT_RATE_LIMITS).pushesPerSecond;
+  const frames = createRateLimiter({ pushesPerSecond: Math.max(200, 4 * pushRate), opsPerSecond: 1 });
 
   const reply = (s: Session, message: Down) => ctx.hub.send(s.conn, message);
   const error = (s: Session, body: ErrorBody, extra: { rid?: number; space?: string } = {}) =>

@@ -364,6 +364,21 @@ for (const runtime of targets()) describe(`limits and malformed input on ${runti
       expect((await calm.next((f) => f.type === 'pong' && f.t === 42)).t).toBe(42);
       expect((await call(limited.base, '/healthz')).status).toBe(200);
     });
+
+    test('the frame limit follows the push limit: with pushes raised to 500/s, 1,000 frames at one instant are answered', async () => {
+      const raised = await startTarget(runtime, { rateLimits: { pushesPerSecond: 500, opsPerSecond: 1_000_000 }, clock: time });
+      try {
+        const { token } = await raised.user('dora');
+        const s = await helloSocket(raised.ws, token, 'fast-socket');
+        for (let i = 0; i < 1000; i++) s.send({ type: 'ping', t: i });
+        await s.next((f) => f.type === 'pong' && f.t === 999);
+        expect(s.ws.readyState).toBe(WebSocket.OPEN);
+        s.close();
+      } finally {
+        await raised.stop();
+        removeDir(raised.dir);
+      }
+    });
   });
 
   describe('sockets per user', () => {
