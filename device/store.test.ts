@@ -92,7 +92,24 @@ describe('upgrading', () => {
     db.close();
   }
 
-  test("version 1 → 2 keeps the device's id, outbox, counters and replica, and drops the collection index", async () => {
+  /** The meta keys of the database as it is now. */
+  async function metaKeys(factory: IDBFactory): Promise<{ version: number; keys: string[]; entityIndexes: string[] }> {
+    const raw = await new Promise<IDBDatabase>((resolve, reject) => {
+      const request = factory.open('ferry-test');
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    const tx = raw.transaction(['meta', 'entities'], 'readonly');
+    const keys = await new Promise<IDBValidKey[]>((resolve) => {
+      const request = tx.objectStore('meta').getAllKeys();
+      request.onsuccess = () => resolve(request.result);
+    });
+    const entityIndexes = [...tx.objectStore('entities').indexNames];
+    raw.close();
+    return { version: raw.version, keys: keys.map(String).sort(), entityIndexes };
+  }
+
+  test("version 1 → 3 keeps the device's id, outbox, counters and replica, and drops the collection index", async () => {
     const factory = new IDBFactory();
     const device = crypto.randomUUID();
     const server: Doc = { fields: { title: 'From the server' }, stamps: { title: [1, 'other'] }, base: [1, 'other'], live: [1, 'other'], deleted: false };
@@ -117,14 +134,36 @@ describe('upgrading', () => {
     expect(await store.audit()).toEqual([]);
     store.close();
 
-    const raw = await new Promise<IDBDatabase>((resolve, reject) => {
-      const request = factory.open('ferry-test');
-      request.onsuccess = () => resolve(request.result);
+    // The counters are one record now; the keys they had are gone.
+    expect(await metaKeys(factory)).toEqual({ version: DB_VERSION, keys: ['counters', 'deviceId'], entityIndexes: [] });
+  });
+
+  test('version 2 → 3 folds the five counter keys into one record, the last ack time and the count kept', async () => {
+    const factory = new IDBFactory();
+    const device = crypto.randomUUID();
+    const ops = [put('milk', { title: 'Milk' }), put('eggs', { n: 1 })].map((draft, i) => opOf(draft, { device, seq: i + 1, lamport: 20 + i, at: T0 }));
+    const server: Doc = { fields: { title: 'From the server' }, stamps: { title: [1, 'other'] }, base: [1, 'other'], live: [1, 'other'], deleted: false };
+    await versionOne(factory, device, ops, server);
+    // Version 2 as it left the database: no collection index, the count and the last ack as keys of their own.
+    await new Promise<void>((resolve, reject) => {
+      const request = factory.open('ferry-test', 2);
+      request.onupgradeneeded = () => {
+        const tx = request.transaction!;
+        tx.objectStore('entities').deleteIndex('by_collection');
+        tx.objectStore('meta').put(ops.length, 'outboxCount');
+        tx.objectStore('meta').put(T0 - 5, 'lastAckAt');
+      };
+      request.onsuccess = () => (request.result.close(), resolve());
       request.onerror = () => reject(request.error);
     });
-    expect(raw.version).toBe(2);
-    expect([...raw.transaction('entities', 'readonly').objectStore('entities').indexNames]).toEqual([]);
-    raw.close();
+    const store = await open(factory);
+    expect(await store.outboxStats()).toMatchObject({ count: 2, lastAckAt: T0 - 5, span: { first: 1, last: 2 } });
+    expect(await store.getLamport()).toBe(21);
+    const [next] = await store.enqueue([patch('milk', { done: true })], T0);
+    expect([next!.seq, next!.lamport]).toEqual([3, 22]);
+    expect(await store.audit()).toEqual([]);
+    store.close();
+    expect(await metaKeys(factory)).toEqual({ version: DB_VERSION, keys: ['counters', 'deviceId'], entityIndexes: [] });
   });
 });
 
@@ -177,7 +216,9 @@ describe('enqueue', () => {
     });
     await new Promise<void>((resolve, reject) => {
       const tx = raw.transaction('meta', 'readwrite');
-      tx.objectStore('meta').put(1, 'nextSeq');
+      const meta = tx.objectStore('meta');
+      const read = meta.get('counters');
+      read.onsuccess = () => meta.put({ ...read.result, nextSeq: 1 }, 'counters');
       tx.oncomplete = () => resolve();
       tx.onerror = () => reject(tx.error);
     });
@@ -468,7 +509,9 @@ describe('derived state', () => {
     });
     await new Promise<void>((resolve) => {
       const tx = raw.transaction(['meta', 'entities'], 'readwrite');
-      tx.objectStore('meta').put(1, 'outboxBytes');
+      const meta = tx.objectStore('meta');
+      const read = meta.get('counters');
+      read.onsuccess = () => meta.put({ ...read.result, outboxBytes: 1 }, 'counters');
       const entities = tx.objectStore('entities');
       const get = entities.get(['s1', 'items', 'a']);
       get.onsuccess = () => entities.put({ ...get.result, pending: 0 });

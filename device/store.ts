@@ -23,7 +23,7 @@ import type { DrainState } from '../core/outbox-drain.ts';
 import type { Op } from '../core/types.ts';
 import type { EntityWire } from '../schema/wire.ts';
 import {
-  auditReplica, commitNow, counter, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, recompute, run, statsIn, type Tx, type UpgradeTx, updateEntity, walkPages,
+  auditReplica, commitNow, COUNTERS, type Counters, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, recompute, readCounters, run, statsIn, type Tx, type UpgradeTx, updateEntity, walkPages, writeCounters,
 } from './store-steps.ts';
 import {
   type AckApplied, type ChangesApplied, checkDrafts, type DeadRow, type Draft, draftOf, emptyRecord,
@@ -41,7 +41,7 @@ export type { AckApplied, ChangesApplied, Draft, OutboxStats, ReplicaEntity };
 export type DrainerOwner = 'worker' | 'page';
 
 export const DB_NAME = 'ferry';
-export const DB_VERSION = 2;
+export const DB_VERSION = 3;
 
 export interface StoreOptions {
   /** The database name; tests pass their own. */
@@ -84,6 +84,9 @@ function upgrade(db: IDBPDatabase<FerrySchema>, oldVersion: number, tx: UpgradeT
     // falls through
     case 1:
       migrateTo2(tx);
+    // falls through
+    case 2:
+      migrateTo3(tx);
     // falls through to later migrations once they exist
   }
 }
@@ -126,6 +129,26 @@ function migrateTo2(tx: UpgradeTx): void {
   count.onsuccess = () => unwrap(tx.objectStore('meta')).put(count.result, 'outboxCount');
 }
 
+/**
+ * Folds the five counter keys into one record (store-steps.ts `Counters`): a write then reads and writes one
+ * meta record instead of four. The outbox is counted again here rather than read from `outboxCount`: on a
+ * new database that key is written by migrateTo2's count, answered after these reads were made. Every
+ * request of a transaction runs in the order made, so the deletes land after that write.
+ */
+function migrateTo3(tx: UpgradeTx): void {
+  const meta = unwrap(tx.objectStore('meta'));
+  const [nextSeq, lamport, outboxBytes, lastAckAt] = ['nextSeq', 'lamport', 'outboxBytes', 'lastAckAt'].map((key) => meta.get(key));
+  const count = unwrap(tx.objectStore('outbox')).count();
+  count.onsuccess = () => {
+    const counters: Counters = {
+      nextSeq: nextSeq!.result as number, lamport: lamport!.result as number, outboxBytes: outboxBytes!.result as number,
+      outboxCount: count.result, lastAckAt: (lastAckAt!.result as number | undefined) ?? null,
+    };
+    meta.put(counters, COUNTERS);
+    for (const key of ['nextSeq', 'lamport', 'outboxBytes', 'outboxCount', 'lastAckAt']) meta.delete(key);
+  };
+}
+
 /** The keys of one collection's entities in the `entities` store, in key order. */
 function collectionRange(space: string, collection: string): IDBKeyRange {
   return IDBKeyRange.bound([space, collection], [space, collection, []]);
@@ -149,16 +172,16 @@ export class Store {
   }
 
   async getLamport(): Promise<number> {
-    return (await this.#db.get('meta', 'lamport')) as number;
+    return ((await this.#db.get('meta', COUNTERS)) as Counters).lamport;
   }
 
   /** Folds in a lamport seen elsewhere (the socket's `welcome`), so the next op is stamped above it. */
   async observeLamport(remote: number): Promise<number> {
     const tx = this.#write(['meta']);
     return run(tx, async () => {
-      const current = await counter(tx, 'lamport');
-      const next = observe(current, remote);
-      if (next !== current) await tx.objectStore('meta').put(next, 'lamport');
+      const counters = await readCounters(tx);
+      const next = observe(counters.lamport, remote);
+      if (next !== counters.lamport) await writeCounters(tx, { ...counters, lamport: next });
       return next;
     });
   }
@@ -191,7 +214,7 @@ export class Store {
 
   /**
    * Stamps the drafts and issues their writes in `tx`: an outbox row per op, one entity record per entity
-   * (its ops applied in seq order, whatever number the batch holds), the four counters. Before that ONE
+   * (its ops applied in seq order, whatever number the batch holds), the counters. Before that ONE
    * round of reads: the counters and every touched entity, asked for together (the rows go out as soon as
    * the counters are in, while the entities are still being read). The requests go to the
    * raw transaction, answered in the order they were made, so only the last read is listened to and no
@@ -204,15 +227,15 @@ export class Store {
     const entities = raw.objectStore('entities');
     const outbox = raw.objectStore('outbox');
     const groups = groupByEntity(drafts, (draft) => draft);
-    const counters = [meta.get('nextSeq'), meta.get('lamport'), meta.get('outboxBytes'), meta.get('outboxCount')];
+    const read = meta.get(COUNTERS);
     const records = groups.map(([key]) => entities.get(key));
     // Listened to now, before anything is awaited, so no answer can come before its listener.
-    const [countersRead, recordsRead] = [answered(counters[3]!), answered(records.at(-1)!)];
+    const [countersRead, recordsRead] = [answered(read), answered(records.at(-1)!)];
     recordsRead.catch(() => {}); // heard below; a failure before that is heard through countersRead or the commit
     // The counters are answered first: the outbox rows go out while the entities are still being read.
     await countersRead;
-    let [seq, lamport, bytes] = counters.map((request) => request.result as number) as [number, number, number];
-    const count = (counters[3]!.result as number) + drafts.length;
+    const counters = read.result as Counters;
+    let { nextSeq: seq, lamport, outboxBytes: bytes } = counters;
     const ops: Op[] = [];
     for (const draft of drafts) {
       lamport = tick(lamport);
@@ -232,10 +255,8 @@ export class Store {
       record.pending += mine.length;
       entities.put(record);
     });
-    meta.put(seq, 'nextSeq');
-    meta.put(lamport, 'lamport');
-    meta.put(bytes, 'outboxBytes');
-    meta.put(count, 'outboxCount');
+    const next: Counters = { ...counters, nextSeq: seq, lamport, outboxBytes: bytes, outboxCount: counters.outboxCount + drafts.length };
+    meta.put(next, COUNTERS);
     return ops;
   }
 
@@ -267,8 +288,8 @@ export class Store {
   async applyAck(ack: Ack, now: number, sent?: readonly OutboxEntry[]): Promise<AckApplied> {
     const tx = this.#write(['meta', 'outbox', 'dead', 'entities'], 'relaxed');
     return run(tx, async () => {
-      const [lamport, outboxBytes, outboxCount] = await Promise.all([counter(tx, 'lamport'), counter(tx, 'outboxBytes'), counter(tx, 'outboxCount')]);
-      const plan = planAck(ack, lamport, now);
+      const counters = await readCounters(tx);
+      const plan = planAck(ack, counters.lamport, now);
       const letters = new Map(plan.deadLetters.map((letter) => [letter.seq, letter] as const));
       const upgraded = new Set(plan.upgraded);
       const outbox = tx.objectStore('outbox');
@@ -319,11 +340,10 @@ export class Store {
       // A rejected (or upgraded) op's optimistic effect must go: rebuild those views from what is still pending
       // (after the deletes above, which the by_entity reads below see: same transaction, later requests).
       await Promise.all(rebuild.map((key) => recompute(tx, key)));
-      const meta = tx.objectStore('meta');
-      await Promise.all([
-        meta.put(plan.clock, 'lamport'), meta.put(outboxBytes - bytes, 'outboxBytes'), meta.put(outboxCount - held.length, 'outboxCount'),
-        ...(held.length > 0 ? [meta.put(now, 'lastAckAt')] : []),
-      ]);
+      await writeCounters(tx, {
+        ...counters, lamport: plan.clock, outboxBytes: counters.outboxBytes - bytes, outboxCount: counters.outboxCount - held.length,
+        lastAckAt: held.length > 0 ? now : counters.lastAckAt,
+      });
       // The stats read in this transaction, after its writes: what the drainer and the status need next,
       // without a read transaction of their own queued behind the next write.
       return { ...done, touched: [...touched.values()], stats: await statsIn(tx) };
@@ -357,9 +377,9 @@ export class Store {
         }
       });
       for (const key of touched) await recompute(tx, JSON.parse(key) as EntityKey);
-      const lamport = observe(await counter(tx, 'lamport'), clock);
-      await tx.objectStore('meta').put(lamport, 'lamport');
-      await tx.objectStore('meta').put((await counter(tx, 'outboxBytes')) + bytesDelta, 'outboxBytes');
+      const counters = await readCounters(tx);
+      const lamport = observe(counters.lamport, clock);
+      await writeCounters(tx, { ...counters, lamport, outboxBytes: counters.outboxBytes + bytesDelta });
       return { restamped, lamport };
     });
   }
@@ -398,7 +418,11 @@ export class Store {
       const gap = from !== undefined && from > old;
       if (cursor > old && !gap) await meta.put(cursor, CURSOR_PREFIX + space);
       // Every change carries the server's clock so this device's next ops are stamped above it.
-      if (lamport !== undefined) await meta.put(observe(await counter(tx, 'lamport'), lamport), 'lamport');
+      if (lamport !== undefined) {
+        const counters = await readCounters(tx);
+        const observed = observe(counters.lamport, lamport);
+        if (observed !== counters.lamport) await writeCounters(tx, { ...counters, lamport: observed });
+      }
       return { changed, gap };
     });
   }
@@ -499,12 +523,11 @@ export class Store {
    */
   async audit(): Promise<string[]> {
     const tx = this.#db.transaction(['meta', 'outbox', 'entities'], 'readonly');
-    const [rows, records, bytes, count] = await Promise.all([
-      tx.objectStore('outbox').getAll(), tx.objectStore('entities').getAll(), tx.objectStore('meta').get('outboxBytes'),
-      tx.objectStore('meta').get('outboxCount'),
+    const [rows, records, counters] = await Promise.all([
+      tx.objectStore('outbox').getAll(), tx.objectStore('entities').getAll(), tx.objectStore('meta').get(COUNTERS) as Promise<Counters>,
     ]);
     await tx.done;
-    return auditReplica(rows, records, bytes as number, count as number);
+    return auditReplica(rows, records, counters.outboxBytes, counters.outboxCount);
   }
 
   #write(names: Name[], durability: 'strict' | 'relaxed' = 'strict'): Tx {
