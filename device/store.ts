@@ -23,7 +23,8 @@ import type { DrainState } from '../core/outbox-drain.ts';
 import type { Op } from '../core/types.ts';
 import type { EntityWire } from '../schema/wire.ts';
 import {
-  auditReplica, commitNow, COUNTERS, type Counters, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, recompute, readCounters, run, statsIn, type Tx, type UpgradeTx, updateEntity, walkPages, writeCounters,
+  auditReplica, commitNow, COUNTERS, type Counters, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, readCounters,
+  recompute, run, statsIn, type Tx, type UpgradeTx, updateEntity, walkPages, writeCounters,
 } from './store-steps.ts';
 import {
   type AckApplied, type ChangesApplied, checkDrafts, type DeadRow, type Draft, draftOf, emptyRecord,
@@ -137,7 +138,8 @@ function migrateTo2(tx: UpgradeTx): void {
  */
 function migrateTo3(tx: UpgradeTx): void {
   const meta = unwrap(tx.objectStore('meta'));
-  const [nextSeq, lamport, outboxBytes, lastAckAt] = ['nextSeq', 'lamport', 'outboxBytes', 'lastAckAt'].map((key) => meta.get(key));
+  const [nextSeq, lamport, outboxBytes, lastAckAt] = ['nextSeq', 'lamport', 'outboxBytes', 'lastAckAt']
+    .map((key) => meta.get(key));
   const count = unwrap(tx.objectStore('outbox')).count();
   count.onsuccess = () => {
     const counters: Counters = {
