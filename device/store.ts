@@ -2,7 +2,8 @@
 // version and one explicit migration per version, and carries out core's outbox policy and merge
 // inside its own transactions, so that every step a person or a drainer takes is all-or-nothing.
 //
-//   meta      key → value: deviceId, nextSeq, lamport, outboxBytes, outboxCount (v2), lastAckAt, drain state, drainer, `cursor:<space>`
+//   meta      key → value: deviceId, counters (v3: nextSeq, lamport, outboxBytes, outboxCount, lastAckAt), drain state,
+//             drainer, `cursor:<space>`
 //   outbox    OutboxRow by seq; index by_entity [space, collection, key]
 //   dead      DeadRow by seq (rejected ops, for the person to retry or discard)
 //   entities  EntityRecord by [space, collection, key] (a collection is a range of keys: no index)
