@@ -16,12 +16,18 @@ export type Draft = Pick<Op, 'space' | 'collection' | 'key' | 'kind' | 'value' |
 /** The identity of one entity, also the `entities` store's key and the outbox's `by_entity` index key. */
 export type EntityKey = [space: string, collection: string, key: string];
 
-/** An outbox row: core's entry plus the op's seq and entity, copied out so IndexedDB can key and index them. */
+/**
+ * An outbox row: core's entry plus the op's seq and entity, copied out so IndexedDB can key and index them.
+ * `prev` (version 4): the seq of the entity's newest op that was still in the outbox when this one was
+ * written (absent when none was: the `by_prev` index then holds no entry for the row). An ack reads the
+ * rows whose `prev` it answers to learn which of its entities still have ops waiting (store.ts applyAck).
+ */
 export interface OutboxRow extends OutboxEntry {
   seq: number;
   space: string;
   collection: string;
   key: string;
+  prev?: number;
 }
 
 /** A dead letter, keyed by the seq its op had. */
@@ -36,6 +42,12 @@ export interface DeadRow extends DeadLetter {
  *   keeps the person's change on screen until the matching change message arrives).
  * - `doc`: `server` with the pending (unacked) ops applied on top: what the person sees.
  * - `pending`: how many of this entity's ops wait in the outbox ("not synced yet" in the UI).
+ * - `through` (version 4): the seq of the newest op written to this entity here; set whenever `pending` > 0.
+ *
+ * Stored as last written, which may be behind by one ack: an ack that leaves an entity nothing pending, with
+ * every op committed as sent, does not rewrite it (that was most of a drain's time). Its record then still
+ * counts those ops, but `through` is below the outbox's lowest seq, and `settle` reads it as what the ack
+ * would have written (`server` = `doc`, nothing pending). Every reader settles a record before using it.
  */
 export interface EntityRecord {
   space: string;
@@ -44,6 +56,7 @@ export interface EntityRecord {
   server: Doc | null;
   doc: Doc | null;
   pending: number;
+  through?: number;
 }
 
 /** An entity as the app reads it. Tombstones are not visible. */
@@ -88,9 +101,22 @@ export function emptyRecord(key: EntityKey): EntityRecord {
   return { space: key[0], collection: key[1], key: key[2], server: null, doc: null, pending: 0 };
 }
 
-export function rowOf(entry: OutboxEntry): OutboxRow {
+export function rowOf(entry: OutboxEntry, prev?: number): OutboxRow {
   const { op } = entry;
-  return { seq: op.seq, space: op.space, collection: op.collection, key: op.key, op, bytes: entry.bytes };
+  const row: OutboxRow = { seq: op.seq, space: op.space, collection: op.collection, key: op.key, op, bytes: entry.bytes };
+  if (prev !== undefined) row.prev = prev;
+  return row;
+}
+
+/**
+ * The record as it stands once every ack is applied (see EntityRecord): an entity whose newest op is below
+ * `outboxFirst` (the lowest seq in the outbox, or the next seq when it is empty) has nothing pending, and its
+ * ops were all committed as sent (an ack that rejects or upgrades one rewrites the record at once), so its
+ * view is the server's state. The record itself when already settled.
+ */
+export function settle(record: EntityRecord, outboxFirst: number): EntityRecord {
+  if (record.pending === 0 || record.through === undefined || record.through >= outboxFirst) return record;
+  return { ...record, server: record.doc, pending: 0 };
 }
 
 export function entryOfRow(row: OutboxRow): OutboxEntry {
@@ -164,14 +190,15 @@ export function viewOf(server: Doc | null, pendingOps: readonly Op[]): Doc | nul
   return applyAll(server, pendingOps);
 }
 
-export function visible(record: EntityRecord | undefined): ReplicaEntity | null {
+/** The app's view of a stored record, settled against `outboxFirst` (see `settle`). */
+export function visible(record: EntityRecord | undefined, outboxFirst: number): ReplicaEntity | null {
   if (record === undefined || record.doc === null || record.doc.deleted) return null;
   return {
     space: record.space,
     collection: record.collection,
     key: record.key,
     fields: record.doc.fields,
-    pending: record.pending,
+    pending: settle(record, outboxFirst).pending,
   };
 }
 

@@ -6,12 +6,12 @@ import { docEquals } from '../core/merge.ts';
 import type { Op } from '../core/types.ts';
 import {
   type DeadRow, emptyRecord, type EntityKey, entityKeyOf, type EntityRecord, groupByEntity, type OutboxRow, type OutboxStats,
-  viewOf,
+  settle, viewOf,
 } from './records.ts';
 
 export interface FerrySchema extends DBSchema {
   meta: { key: string; value: unknown };
-  outbox: { key: number; value: OutboxRow; indexes: { by_entity: EntityKey } };
+  outbox: { key: number; value: OutboxRow; indexes: { by_entity: EntityKey; by_prev: number } };
   dead: { key: number; value: DeadRow };
   entities: { key: EntityKey; value: EntityRecord };
 }
@@ -23,7 +23,9 @@ export type UpgradeTx = IDBPTransaction<FerrySchema, Name[], 'versionchange'>;
  * The numbers kept in meta, in ONE record under COUNTERS (since version 3; before, a key each): a write reads
  * and writes one record, not four (a single put was 11 IndexedDB requests, now 5). `outboxBytes` is the sum
  * of the outbox rows' `bytes` and `outboxCount` their number, kept by every write so stats never walk the
- * outbox (`audit` checks they agree). `lastAckAt` is when this device last applied an ack that removed ops,
+ * outbox (`audit` checks they agree). `outboxFirst` (version 4) is the outbox's lowest seq, or `nextSeq` when it
+ * is empty: what `settle` reads entity records against (records.ts). Only an ack moves it (a write adds
+ * above it), and never down. `lastAckAt` is when this device last applied an ack that removed ops,
  * from whichever context (worker, page) applied it: the one place it is kept.
  */
 export interface Counters {
@@ -31,6 +33,7 @@ export interface Counters {
   lamport: number;
   outboxBytes: number;
   outboxCount: number;
+  outboxFirst: number;
   lastAckAt: number | null;
 }
 
@@ -112,38 +115,61 @@ export async function pendingOps(tx: Tx, key: EntityKey): Promise<Op[]> {
   return rows.map((row) => row.op);
 }
 
-export async function updateEntity(tx: Tx, key: EntityKey, mutate: (record: EntityRecord) => void): Promise<void> {
+/** Reads the entity's record settled against `outboxFirst` (records.ts `settle`), lets `mutate` change it, and
+ * writes it back (or deletes it, when nothing is left to know). */
+export async function updateEntity(tx: Tx, key: EntityKey, outboxFirst: number, mutate: (record: EntityRecord) => void): Promise<void> {
   const store = tx.objectStore('entities');
-  const record = (await store.get(key)) ?? emptyRecord(key);
+  const stored = await store.get(key);
+  const record = stored === undefined ? emptyRecord(key) : { ...settle(stored, outboxFirst) };
   mutate(record);
   // Nothing known from the server and nothing pending: the entity never existed as far as we know.
   if (record.pending === 0 && record.server === null) await store.delete(key);
   else await store.put(record);
 }
 
-export async function recompute(tx: Tx, key: EntityKey): Promise<void> {
+export async function recompute(tx: Tx, key: EntityKey, outboxFirst: number): Promise<void> {
   const store = tx.objectStore('entities');
-  const record = await store.get(key);
-  if (record === undefined) return;
+  const stored = await store.get(key);
+  if (stored === undefined) return;
+  const record = settle(stored, outboxFirst);
   await store.put({ ...record, doc: viewOf(record.server, await pendingOps(tx, key)) });
 }
 
 /**
- * What the store keeps to make reads cheap, checked against what it is derived from: `outboxBytes` against
- * the outbox rows, each entity's `pending` against its outbox rows and its `doc` against its server state
- * with those ops on top. Every disagreement, as a sentence (none: an empty list).
+ * What the store keeps to make reads cheap, checked against what it is derived from: `outboxBytes`, `outboxCount`
+ * and `outboxFirst` against the outbox rows; each entity's `pending` (settled) against its outbox rows, its
+ * `through` against the newest of them and its `doc` against its server state with those ops on top; and each
+ * row's `prev` link, which an ack relies on to find the entities with ops left. Every disagreement, as a
+ * sentence (none: an empty list). `rows` in seq order.
  */
-export function auditReplica(rows: readonly OutboxRow[], records: readonly EntityRecord[], bytes: number, count: number): string[] {
+export function auditReplica(rows: readonly OutboxRow[], records: readonly EntityRecord[], counters: Counters): string[] {
   const problems: string[] = [];
   const sum = rows.reduce((total, row) => total + row.bytes, 0);
-  if (sum !== bytes) problems.push(`outboxBytes is ${String(bytes)}, the outbox rows hold ${sum}`);
-  if (count !== rows.length) problems.push(`outboxCount is ${String(count)}, the outbox holds ${rows.length} rows`);
+  if (sum !== counters.outboxBytes) problems.push(`outboxBytes is ${String(counters.outboxBytes)}, the outbox rows hold ${sum}`);
+  if (counters.outboxCount !== rows.length) problems.push(`outboxCount is ${String(counters.outboxCount)}, the outbox holds ${rows.length} rows`);
+  const first = rows[0]?.seq ?? counters.nextSeq;
+  if (counters.outboxFirst !== first) problems.push(`outboxFirst is ${String(counters.outboxFirst)}, the outbox starts at ${first}`);
   const pending = new Map(groupByEntity(rows, (row) => row.op).map(([key, group]) => [JSON.stringify(key), group] as const));
-  for (const record of records) {
+  for (const [id, group] of pending) {
+    group.forEach((row, i) => {
+      const before = group[i - 1];
+      // Linked to an op at or after the one before it that still waits: the ack that removes that one finds this.
+      if (before !== undefined && !(row.prev !== undefined && row.prev >= before.seq && row.prev < row.seq)) {
+        problems.push(`${id}: op ${row.seq} links to ${String(row.prev)}, the op before it waiting is ${before.seq}`);
+      }
+    });
+  }
+  for (const stored of records) {
+    const record = settle(stored, counters.outboxFirst);
     const id = JSON.stringify(entityKeyOf(record));
-    const ops = (pending.get(id) ?? []).map((row) => row.op);
+    const group = pending.get(id) ?? [];
+    const ops = group.map((row) => row.op);
     pending.delete(id);
     if (record.pending !== ops.length) problems.push(`${id}: pending is ${record.pending}, the outbox holds ${ops.length}`);
+    const newest = group.at(-1)?.seq;
+    if (newest !== undefined && !(record.through !== undefined && record.through >= newest)) {
+      problems.push(`${id}: through is ${String(record.through)}, its newest waiting op is ${newest}`);
+    }
     if (!docEquals(record.doc, viewOf(record.server, ops))) problems.push(`${id}: doc is not server + pending ops`);
     if (record.server === null && ops.length === 0) problems.push(`${id}: kept with nothing known or pending`);
   }

@@ -45,7 +45,7 @@ describe('opening', () => {
     expect(raw.version).toBe(DB_VERSION);
     expect([...raw.objectStoreNames].sort()).toEqual(['dead', 'entities', 'meta', 'outbox']);
     const tx = raw.transaction(['outbox', 'entities'], 'readonly');
-    expect([...tx.objectStore('outbox').indexNames]).toEqual(['by_entity']);
+    expect([...tx.objectStore('outbox').indexNames].sort()).toEqual(['by_entity', 'by_prev']);
     expect([...tx.objectStore('entities').indexNames]).toEqual([]);
     raw.close();
 
@@ -109,7 +109,7 @@ describe('upgrading', () => {
     return { version: raw.version, keys: keys.map(String).sort(), entityIndexes };
   }
 
-  test("version 1 → 3 keeps the device's id, outbox, counters and replica, and drops the collection index", async () => {
+  test("version 1 → 4 keeps the device's id, outbox, counters and replica, and drops the collection index", async () => {
     const factory = new IDBFactory();
     const device = crypto.randomUUID();
     const server: Doc = { fields: { title: 'From the server' }, stamps: { title: [1, 'other'] }, base: [1, 'other'], live: [1, 'other'], deleted: false };
@@ -131,6 +131,11 @@ describe('upgrading', () => {
     const [next] = await store.enqueue([patch('milk', { title: 'Oat milk' })], T0);
     expect([next!.seq, next!.lamport]).toEqual([4, 13]);
     expect(await store.get('s1', 'items', 'milk')).toMatchObject({ fields: { title: 'Oat milk', done: true }, pending: 3 });
+    expect(await store.audit()).toEqual([]);
+    // Version 4 linked the old ops: an ack of the first finds that milk keeps two waiting, eggs none.
+    await store.applyAck({ through: 1, lamport: 20, results: [applied(1, device)] }, T0);
+    await store.applyAck({ through: 3, lamport: 20, results: [applied(2, device), applied(3, device)] }, T0);
+    expect((await store.all('s1', 'items')).map((e) => [e.key, e.pending])).toEqual([['eggs', 0], ['milk', 1], ['synced', 0]]);
     expect(await store.audit()).toEqual([]);
     store.close();
 
@@ -321,6 +326,40 @@ describe('applyAck', () => {
     expect(await store.audit()).toEqual([]);
   });
 
+  test('an entity with ops in two batches keeps the first batch in its server state and the second pending', async () => {
+    const store = await open();
+    const device = await store.getDeviceId();
+    await store.enqueue([put('a', { n: 1 }), put('b', { n: 2 })], T0);
+    await store.enqueue([patch('a', { m: 3 })], T0);
+    await store.applyAck({ through: 2, lamport: 2, results: [applied(1, device), applied(2, device)] }, T0);
+    expect((await store.all('s1', 'items')).map((e) => [e.key, e.pending])).toEqual([['a', 1], ['b', 0]]);
+    // A server change older than our ops: the acked puts are in the server state (they win), the patch still on top.
+    await store.applyChanges('s1', [wire('a', { n: 0, m: 0 }, 0, 1), wire('b', { n: 0, y: 1 }, 0, 2)], 2);
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { n: 1, m: 3 }, pending: 1 });
+    expect(await store.get('s1', 'items', 'b')).toMatchObject({ fields: { n: 2 }, pending: 0 });
+    expect(await store.audit()).toEqual([]);
+    await store.applyAck({ through: 3, lamport: 3, results: [applied(3, device)] }, T0);
+    await store.enqueue([patch('b', { z: 1 })], T0);
+    expect((await store.all('s1', 'items')).map((e) => [e.key, e.pending])).toEqual([['a', 0], ['b', 1]]);
+    expect(await store.audit()).toEqual([]);
+  });
+
+  test('an ack that leaves an earlier op waiting still finds the entities that keep ops, after it and later', async () => {
+    const store = await open();
+    const device = await store.getDeviceId();
+    await store.enqueue([put('a', { n: 1 }), patch('a', { n: 2 }), patch('a', { n: 3 }), put('b', { n: 1 }), patch('a', { m: 1 })], T0);
+    // Seq 2's answer comes first (1's was lost): 1 stays, and a's waiting ops are linked again.
+    await store.applyAck({ through: 2, lamport: 5, results: [applied(2, device)] }, T0);
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ pending: 3 });
+    expect(await store.audit()).toEqual([]);
+    await store.applyAck({ through: 1, lamport: 5, results: [applied(1, device)] }, T0);
+    await store.applyAck({ through: 4, lamport: 5, results: [applied(3, device), applied(4, device)] }, T0);
+    expect((await store.all('s1', 'items')).map((e) => [e.key, e.pending])).toEqual([['a', 1], ['b', 0]]);
+    await store.applyChanges('s1', [wire('a', { n: 0, m: 0 }, 0, 1)], 1);
+    expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { n: 3, m: 1 }, pending: 1 });
+    expect(await store.audit()).toEqual([]);
+  });
+
   // The drainer hands the batch it sent (`sent`), so only the keys of the held rows are read. Whatever
   // part of the outbox `sent` covers (all, some, none, rows already gone), the outcome is the same as
   // reading the rows: the same outbox, dead letters, replica, clock and counts.
@@ -479,9 +518,13 @@ describe('derived state', () => {
       let serverSeq = 0;
       for (const roll of rolls) {
         const key = `k${roll % 4}`;
-        if (roll < 40) await store.enqueue([roll % 3 === 0 ? patch(key, { n: roll }) : put(key, { n: roll, s: 'x'.repeat(roll) })], T0);
+        if (roll < 35) await store.enqueue([roll % 3 === 0 ? patch(key, { n: roll }) : put(key, { n: roll, s: 'x'.repeat(roll) })], T0);
+        else if (roll < 40) await store.enqueue([patch(key, { n: roll }), put(`k${(roll + 1) % 4}`, { n: 1 }), patch(key, { m: roll })], T0);
         else if (roll < 60) {
-          const page = await store.readOutbox(0, 3);
+          // Mostly the oldest ops, in order; sometimes a later page first, or with an answer missing.
+          const all = await store.readOutbox(0, 100);
+          const from = roll % 4 === 0 && all.length > 2 ? all[roll % all.length]!.op.seq : 0;
+          const page = (await store.readOutbox(from, 1 + (roll % 4))).filter(({ op }) => roll % 5 !== 1 || op.seq % 2 === 0);
           if (page.length === 0) continue;
           const results = page.map(({ op }): OpResult => (op.seq % 5 === 0
             ? { seq: op.seq, id: op.id, result: 'rejected', code: 'invalid', message: 'no' }
@@ -493,7 +536,7 @@ describe('derived state', () => {
       }
       expect(await store.audit()).toEqual([]);
       store.close();
-    }), { numRuns: 60 });
+    }), { numRuns: 150 });
   });
 
   test('audit reports a cached value that drifted from its source', async () => {

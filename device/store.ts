@@ -2,9 +2,9 @@
 // version and one explicit migration per version, and carries out core's outbox policy and merge
 // inside its own transactions, so that every step a person or a drainer takes is all-or-nothing.
 //
-//   meta      key → value: deviceId, counters (v3: nextSeq, lamport, outboxBytes, outboxCount, lastAckAt), drain state,
-//             drainer, `cursor:<space>`
-//   outbox    OutboxRow by seq; index by_entity [space, collection, key]
+//   meta      key → value: deviceId, counters (v3: nextSeq, lamport, outboxBytes, outboxCount, lastAckAt; v4: outboxFirst),
+//             drain state, drainer, `cursor:<space>`
+//   outbox    OutboxRow by seq; index by_entity [space, collection, key]; index by_prev (v4: the entity's op before it)
 //   dead      DeadRow by seq (rejected ops, for the person to retry or discard)
 //   entities  EntityRecord by [space, collection, key] (a collection is a range of keys: no index)
 //
@@ -30,7 +30,7 @@ import {
 import {
   type AckApplied, type ChangesApplied, checkDrafts, type DeadRow, type Draft, draftOf, emptyRecord,
   type EntityKey, entityKeyOf, type EntityRecord, entryOfRow, foldIncoming, groupByEntity, opOf, type OutboxRow, type OutboxStats,
-  type ReplicaEntity, rowOf, viewOf, visible,
+  type ReplicaEntity, rowOf, settle, viewOf, visible,
 } from './records.ts';
 
 export type { AckApplied, ChangesApplied, Draft, OutboxStats, ReplicaEntity };
@@ -43,7 +43,7 @@ export type { AckApplied, ChangesApplied, Draft, OutboxStats, ReplicaEntity };
 export type DrainerOwner = 'worker' | 'page';
 
 export const DB_NAME = 'ferry';
-export const DB_VERSION = 3;
+export const DB_VERSION = 4;
 
 export interface StoreOptions {
   /** The database name; tests pass their own. */
@@ -89,6 +89,9 @@ function upgrade(db: IDBPDatabase<FerrySchema>, oldVersion: number, tx: UpgradeT
     // falls through
     case 2:
       migrateTo3(tx);
+    // falls through
+    case 3:
+      migrateTo4(tx);
     // falls through to later migrations once they exist
   }
 }
@@ -143,12 +146,52 @@ function migrateTo3(tx: UpgradeTx): void {
     .map((key) => meta.get(key));
   const count = unwrap(tx.objectStore('outbox')).count();
   count.onsuccess = () => {
-    const counters: Counters = {
+    const counters: Omit<Counters, 'outboxFirst'> = { // outboxFirst: migrateTo4
       nextSeq: nextSeq!.result as number, lamport: lamport!.result as number, outboxBytes: outboxBytes!.result as number,
       outboxCount: count.result, lastAckAt: (lastAckAt!.result as number | undefined) ?? null,
     };
     meta.put(counters, COUNTERS);
     for (const key of ['nextSeq', 'lamport', 'outboxBytes', 'outboxCount', 'lastAckAt']) meta.delete(key);
+  };
+}
+
+/**
+ * Links each waiting op to the entity's op before it that still waits (`prev`, indexed as `by_prev`), gives each
+ * entity with ops waiting its `through` (the newest of them), and the counters `outboxFirst`: what lets an ack
+ * leave the records of entities it finishes unwritten (records.ts `settle`). One walk of the outbox in seq order.
+ */
+function migrateTo4(tx: UpgradeTx): void {
+  const outbox = unwrap(tx.objectStore('outbox'));
+  const entities = unwrap(tx.objectStore('entities'));
+  const meta = unwrap(tx.objectStore('meta'));
+  outbox.createIndex('by_prev', 'prev');
+  const newest = new Map<string, number>();
+  let first: number | undefined;
+  const walk = outbox.openCursor();
+  walk.onsuccess = () => {
+    const cursor = walk.result;
+    if (cursor !== null) {
+      const row = cursor.value as OutboxRow;
+      first ??= row.seq;
+      const id = JSON.stringify(entityKeyOf(row));
+      const prev = newest.get(id);
+      if (prev !== undefined) cursor.update({ ...row, prev });
+      newest.set(id, row.seq);
+      cursor.continue();
+      return;
+    }
+    for (const [id, through] of newest) {
+      const get = entities.get(JSON.parse(id) as EntityKey);
+      get.onsuccess = () => {
+        if (get.result !== undefined) entities.put({ ...(get.result as EntityRecord), through });
+      };
+    }
+    // Issued after migrateTo3's write of the record (made in an answer that came before this walk's first).
+    const read = meta.get(COUNTERS);
+    read.onsuccess = () => {
+      const counters = read.result as Counters;
+      meta.put({ ...counters, outboxFirst: first ?? counters.nextSeq } satisfies Counters, COUNTERS);
+    };
   };
 }
 
@@ -216,13 +259,12 @@ export class Store {
   }
 
   /**
-   * Stamps the drafts and issues their writes in `tx`: an outbox row per op, one entity record per entity
-   * (its ops applied in seq order, whatever number the batch holds), the counters. Before that ONE
-   * round of reads: the counters and every touched entity, asked for together (the rows go out as soon as
-   * the counters are in, while the entities are still being read). The requests go to the
-   * raw transaction, answered in the order they were made, so only the last read is listened to and no
-   * write is: a failed request aborts the transaction, and `run` hears it from the commit. The caller
-   * may add requests of its own, then commits.
+   * Stamps the drafts and issues their writes in `tx`: an outbox row per op (linked to the entity's op before
+   * it that still waits), one entity record per entity (its ops applied in seq order, whatever number the
+   * batch holds), the counters. Before that ONE round of reads: the counters and every touched entity, asked
+   * for together. The requests go to the raw transaction, answered in the order they were made, so only the
+   * last read is listened to and no write is: a failed request aborts the transaction, and `run` hears it
+   * from the commit. The caller may add requests of its own, then commits.
    */
   async #mint(tx: Tx, drafts: readonly Draft[], now: number): Promise<Op[]> {
     const raw = unwrap(tx);
@@ -232,30 +274,30 @@ export class Store {
     const groups = groupByEntity(drafts, (draft) => draft);
     const read = meta.get(COUNTERS);
     const records = groups.map(([key]) => entities.get(key));
-    // Listened to now, before anything is awaited, so no answer can come before its listener.
-    const [countersRead, recordsRead] = [answered(read), answered(records.at(-1)!)];
-    recordsRead.catch(() => {}); // heard below; a failure before that is heard through countersRead or the commit
-    // The counters are answered first: the outbox rows go out while the entities are still being read.
-    await countersRead;
+    await answered(records.at(-1)!); // and so the counters, asked first
     const counters = read.result as Counters;
     let { nextSeq: seq, lamport, outboxBytes: bytes } = counters;
-    const ops: Op[] = [];
-    for (const draft of drafts) {
+    const ops = drafts.map((draft) => {
       lamport = tick(lamport);
       const op = opOf(draft, { device: this.#deviceId, seq, lamport, at: now });
       seq += 1;
-      const entry = entryOf(op);
-      bytes += entry.bytes;
-      // add, not put: an existing seq would mean a gap or a reuse, and must fail the whole write.
-      outbox.add(rowOf(entry));
-      ops.push(op);
-    }
-    await recordsRead;
+      return op;
+    });
     // The groups of the ops come in the order of each entity's first draft: the order of `records`.
     groupByEntity(ops, (op) => op).forEach(([key, mine], i) => {
-      const record = (records[i]!.result as EntityRecord | undefined) ?? emptyRecord(key);
-      for (const op of mine) record.doc = applyOp(record.doc, op).doc;
+      const stored = records[i]!.result as EntityRecord | undefined;
+      const record = stored === undefined ? emptyRecord(key) : settle(stored, counters.outboxFirst);
+      let prev = record.pending > 0 ? record.through : undefined;
+      for (const op of mine) {
+        const entry = entryOf(op);
+        bytes += entry.bytes;
+        // add, not put: an existing seq would mean a gap or a reuse, and must fail the whole write.
+        outbox.add(rowOf(entry, prev));
+        prev = op.seq;
+        record.doc = applyOp(record.doc, op).doc;
+      }
       record.pending += mine.length;
+      record.through = prev;
       entities.put(record);
     });
     const next: Counters = { ...counters, nextSeq: seq, lamport, outboxBytes: bytes, outboxCount: counters.outboxCount + drafts.length };
@@ -283,6 +325,12 @@ export class Store {
    * entity's pending count drops. Applying the same ack again finds those ops gone and changes nothing.
    * `sent`: the batch as the drainer read it, so only the keys of the rows still held are read.
    *
+   * An ack that empties the outbox below its last op (the usual one: acks come in seq order) writes only the
+   * records of the entities that keep ops waiting, found by one read of the rows linked to its ops (`by_prev`),
+   * and of those with an op rejected or upgraded. Every other entity it finishes is left as written and read as
+   * settled from then on (records.ts `settle`): a 500-op ack is a handful of requests, not 500 reads and writes.
+   * Any other ack rewrites every entity it touches and relinks their waiting ops.
+   *
    * The one write that is not strict: an ack lost to a crash (all of it: a transaction is atomic, and
    * later strict commits flush it) leaves its ops in the outbox, and their resend is answered
    * `duplicate` with their first results, which this then applies. So nothing is lost (invariant 1) and
@@ -291,65 +339,53 @@ export class Store {
   async applyAck(ack: Ack, now: number, sent?: readonly OutboxEntry[]): Promise<AckApplied> {
     const tx = this.#write(['meta', 'outbox', 'dead', 'entities'], 'relaxed');
     return run(tx, async () => {
-      const counters = await readCounters(tx);
-      const plan = planAck(ack, counters.lamport, now);
-      const letters = new Map(plan.deadLetters.map((letter) => [letter.seq, letter] as const));
-      const upgraded = new Set(plan.upgraded);
+      const plan = planAck(ack, 0, now); // the clock is observed below, once the counters are in
+      const remove = new Set(plan.remove);
       const outbox = tx.objectStore('outbox');
       // An ack answers one batch, a run of consecutive seqs: read (and below, delete) it as one key
       // range. Rows already gone were removed by an earlier copy of this ack (HTTP and socket).
-      const remove = new Set(plan.remove);
-      const range = plan.remove.length === 0 ? null : IDBKeyRange.bound(plan.remove[0]!, plan.remove[plan.remove.length - 1]!);
-      const inRange = range === null ? [] : await rowsIn(outbox, range, remove, sent);
+      const range = plan.remove.length === 0 ? null : IDBKeyRange.bound(plan.remove[0]!, plan.remove.at(-1)!);
+      const [counters, inRange, around] = await Promise.all([
+        readCounters(tx), range === null ? [] : rowsIn(outbox, range, remove, sent), range === null ? null : readAround(tx, range),
+      ]);
       const held = inRange.filter((row) => remove.has(row.seq));
-      const done = { removed: held.length, dead: 0 };
+      // Where the outbox starts once these rows are gone.
+      const first = around === null ? counters.outboxFirst
+        : around.first !== undefined && around.first < range!.lower ? around.first
+        : inRange.find((row) => !remove.has(row.seq))?.seq ?? around.above ?? counters.nextSeq;
+      const inOrder = range !== null && first > range.upper;
+      const letters = new Map(plan.deadLetters.map((letter) => [letter.seq, letter] as const));
+      const upgraded = new Set(plan.upgraded);
+      const changed = (row: OutboxRow) => letters.has(row.seq) || upgraded.has(row.seq);
       const writes: Promise<unknown>[] = [];
-      const rebuild: EntityKey[] = [];
-      let bytes = 0;
       for (const row of held) {
         const letter = letters.get(row.seq);
-        if (letter !== undefined) {
-          const deadRow: DeadRow = { seq: row.seq, op: row.op, code: letter.code, message: letter.message, at: letter.at };
-          writes.push(tx.objectStore('dead').put(deadRow));
-          done.dead += 1;
-        }
-        bytes += row.bytes;
+        if (letter !== undefined) writes.push(tx.objectStore('dead').put({ seq: row.seq, op: row.op, code: letter.code, message: letter.message, at: letter.at }));
       }
       // Ops in the range that the ack does not report (its seqs need not be consecutive) must stay.
       if (range !== null && held.length === inRange.length) writes.push(outbox.delete(range));
       else for (const row of held) writes.push(outbox.delete(row.seq));
+      const continuing = new Set((around?.linked ?? []).filter((row) => !remove.has(row.seq)).map((row) => JSON.stringify(entityKeyOf(row))));
       const touched = new Map<string, { space: string; collection: string }>();
+      const rebuild: EntityKey[] = [];
       for (const [key, rows] of groupByEntity(held, (row) => row.op)) {
         touched.set(`${key[0]}\u0000${key[1]}`, { space: key[0], collection: key[1] });
-        if (rows.some((row) => letters.has(row.seq) || upgraded.has(row.seq))) rebuild.push(key);
-        writes.push(updateEntity(tx, key, (record) => {
-          // These rows are all the entity's pending ops, all committed as sent: the server's state with them
-          // folded in is the view (doc = server + pending ops, in seq order), so it is taken as it is. Shared,
-          // it is also stored once.
-          const all = record.pending === rows.length && !rows.some((row) => letters.has(row.seq) || upgraded.has(row.seq));
-          record.pending = Math.max(0, record.pending - rows.length);
-          if (all) {
-            record.server = record.doc;
-            return;
-          }
-          // Committed ops are in the server's state now; see EntityRecord.server. An upgraded one is there as
-          // the app's upgrade rewrote it, which only the server's row (the change stream) tells us.
-          for (const row of rows) {
-            if (!letters.has(row.seq) && !upgraded.has(row.seq)) record.server = applyOp(record.server, row.op).doc;
-          }
-        }));
+        if (rows.some(changed)) rebuild.push(key);
+        else if (inOrder && !continuing.has(JSON.stringify(key))) continue; // settled from now on: see above
+        writes.push(inOrder ? foldAcked(tx, key, rows, counters.outboxFirst, changed) : refold(tx, key, rows, counters.outboxFirst, changed));
       }
       await Promise.all(writes);
       // A rejected (or upgraded) op's optimistic effect must go: rebuild those views from what is still pending
       // (after the deletes above, which the by_entity reads below see: same transaction, later requests).
-      await Promise.all(rebuild.map((key) => recompute(tx, key)));
+      await Promise.all(rebuild.map((key) => recompute(tx, key, counters.outboxFirst)));
+      const bytes = held.reduce((sum, row) => sum + row.bytes, 0);
       await writeCounters(tx, {
-        ...counters, lamport: plan.clock, outboxBytes: counters.outboxBytes - bytes, outboxCount: counters.outboxCount - held.length,
-        lastAckAt: held.length > 0 ? now : counters.lastAckAt,
+        ...counters, lamport: observe(counters.lamport, ack.lamport), outboxBytes: counters.outboxBytes - bytes,
+        outboxCount: counters.outboxCount - held.length, outboxFirst: first, lastAckAt: held.length > 0 ? now : counters.lastAckAt,
       });
       // The stats read in this transaction, after its writes: what the drainer and the status need next,
       // without a read transaction of their own queued behind the next write.
-      return { ...done, touched: [...touched.values()], stats: await statsIn(tx) };
+      return { removed: held.length, dead: held.filter((row) => letters.has(row.seq)).length, touched: [...touched.values()], stats: await statsIn(tx) };
     });
   }
 
@@ -376,11 +412,11 @@ export class Store {
           bytesDelta += entry.bytes - row.bytes;
           restamped += 1;
           touched.add(JSON.stringify(entityKeyOf(row)));
-          await outbox.put(rowOf(entry));
+          await outbox.put(rowOf(entry, row.prev));
         }
       });
-      for (const key of touched) await recompute(tx, JSON.parse(key) as EntityKey);
       const counters = await readCounters(tx);
+      for (const key of touched) await recompute(tx, JSON.parse(key) as EntityKey, counters.outboxFirst);
       const lamport = observe(counters.lamport, clock);
       await writeCounters(tx, { ...counters, lamport, outboxBytes: counters.outboxBytes + bytesDelta });
       return { restamped, lamport };
@@ -403,7 +439,8 @@ export class Store {
       const changed: ChangesApplied['changed'] = [];
       const store = tx.objectStore('entities');
       const items = foldIncoming(space, entities);
-      const records = await Promise.all(items.map(({ key }) => store.get(key)));
+      const [counters, ...stored] = await Promise.all([readCounters(tx), ...items.map(({ key }) => store.get(key))]);
+      const records = stored.map((record) => (record === undefined ? undefined : settle(record, counters.outboxFirst)));
       const pending = await Promise.all(records.map((record, i) =>
         record !== undefined && record.pending > 0 ? pendingOps(tx, items[i]!.key) : null));
       const writes: Promise<unknown>[] = [];
@@ -421,11 +458,8 @@ export class Store {
       const gap = from !== undefined && from > old;
       if (cursor > old && !gap) await meta.put(cursor, CURSOR_PREFIX + space);
       // Every change carries the server's clock so this device's next ops are stamped above it.
-      if (lamport !== undefined) {
-        const counters = await readCounters(tx);
-        const observed = observe(counters.lamport, lamport);
-        if (observed !== counters.lamport) await writeCounters(tx, { ...counters, lamport: observed });
-      }
+      const observed = lamport === undefined ? counters.lamport : observe(counters.lamport, lamport);
+      if (observed !== counters.lamport) await writeCounters(tx, { ...counters, lamport: observed });
       return { changed, gap };
     });
   }
@@ -442,9 +476,10 @@ export class Store {
       const meta = tx.objectStore('meta');
       if (when === 'if-unsynced' && ((await meta.get(CURSOR_PREFIX + space)) as number | undefined ?? 0) > 0) return false;
       const range = IDBKeyRange.bound([space], [space, []]);
+      const { outboxFirst } = await readCounters(tx);
       let cursor = await tx.objectStore('entities').openCursor(range);
       while (cursor) {
-        const record = cursor.value;
+        const record = settle(cursor.value, outboxFirst);
         if (record.pending === 0) await cursor.delete();
         else {
           const key = entityKeyOf(record);
@@ -510,19 +545,21 @@ export class Store {
 
   /** The person's view of one entity; null when absent or deleted. */
   async get(space: string, collection: string, key: string): Promise<ReplicaEntity | null> {
-    return visible(await this.#db.get('entities', [space, collection, key]));
+    const tx = this.#db.transaction(['meta', 'entities'], 'readonly');
+    const [counters, record] = await Promise.all([readCounters(tx), tx.objectStore('entities').get([space, collection, key])]);
+    return visible(record, counters.outboxFirst);
   }
 
   /** Every visible entity of a collection, in key order. */
   async all(space: string, collection: string): Promise<ReplicaEntity[]> {
-    const records = await this.#db.getAll('entities', collectionRange(space, collection));
-    return records.map(visible).filter((entity) => entity !== null);
+    const tx = this.#db.transaction(['meta', 'entities'], 'readonly');
+    const [counters, records] = await Promise.all([readCounters(tx), tx.objectStore('entities').getAll(collectionRange(space, collection))]);
+    return records.map((record) => visible(record, counters.outboxFirst)).filter((entity) => entity !== null);
   }
 
   /**
-   * What is kept to make reads cheap, checked against what it is derived from: `outboxBytes` against the
-   * outbox rows, each entity's `pending` against its outbox rows and its `doc` against its server state
-   * with those ops on top. Returns every disagreement (none: an empty list). Reads everything: for tests.
+   * What is kept to make reads cheap, checked against what it is derived from (store-steps.ts auditReplica).
+   * Returns every disagreement (none: an empty list). Reads everything: for tests.
    */
   async audit(): Promise<string[]> {
     const tx = this.#db.transaction(['meta', 'outbox', 'entities'], 'readonly');
@@ -530,12 +567,57 @@ export class Store {
       tx.objectStore('outbox').getAll(), tx.objectStore('entities').getAll(), tx.objectStore('meta').get(COUNTERS) as Promise<Counters>,
     ]);
     await tx.done;
-    return auditReplica(rows, records, counters.outboxBytes, counters.outboxCount);
+    return auditReplica(rows, records, counters);
   }
 
   #write(names: Name[], durability: 'strict' | 'relaxed' = 'strict'): Tx {
     return this.#db.transaction(names, 'readwrite', { durability });
   }
+}
+
+/** Around an ack's range, in one round: the outbox's first key and the first above the range (where it starts
+ * once the range is gone), and the rows linked to an op in the range (`prev`): their entities keep ops waiting. */
+async function readAround(tx: Tx, range: IDBKeyRange): Promise<{ first?: number; above?: number; linked: OutboxRow[] }> {
+  const outbox = tx.objectStore('outbox');
+  const [first, above, linked] = await Promise.all([
+    outbox.getKey(IDBKeyRange.lowerBound(0)), outbox.getKey(IDBKeyRange.lowerBound(range.upper, true)), outbox.index('by_prev').getAll(range),
+  ]);
+  return { first, above, linked };
+}
+
+/**
+ * An ack's ops of one entity out of its pending count, the committed ones folded into its server state (see
+ * EntityRecord.server). `newest`: its newest op still waiting, when that may have changed.
+ */
+function foldAcked(tx: Tx, key: EntityKey, rows: readonly OutboxRow[], outboxFirst: number, changed: (row: OutboxRow) => boolean,
+  newest?: number): Promise<void> {
+  return updateEntity(tx, key, outboxFirst, (record) => {
+    if (newest !== undefined) record.through = newest;
+    // These rows are all the entity's pending ops, all committed as sent: the server's state with them folded in
+    // is the view (doc = server + pending ops, in seq order), so it is taken as it is. Shared, it is stored once.
+    const all = record.pending === rows.length && !rows.some(changed);
+    record.pending = Math.max(0, record.pending - rows.length);
+    if (all) {
+      record.server = record.doc;
+      return;
+    }
+    // An upgraded op is in the server's state as the app's upgrade rewrote it, which only the change stream tells.
+    for (const row of rows) if (!changed(row)) record.server = applyOp(record.server, row.op).doc;
+  });
+}
+
+/** foldAcked for an ack that left ops below its own: the entity's waiting ops (read after the ack's deletes) are
+ * linked again, each to the one before it, so the next in-order ack finds them. */
+async function refold(tx: Tx, key: EntityKey, rows: readonly OutboxRow[], outboxFirst: number, changed: (row: OutboxRow) => boolean): Promise<void> {
+  const outbox = tx.objectStore('outbox');
+  const waiting = await outbox.index('by_entity').getAll(key);
+  const relinked = waiting.map((row, i) => {
+    const prev = waiting[i - 1]?.seq;
+    if (row.prev === prev) return null;
+    const { prev: _, ...rest } = row;
+    return outbox.put(prev === undefined ? rest : { ...rest, prev });
+  });
+  await Promise.all([...relinked, foldAcked(tx, key, rows, outboxFirst, changed, waiting.at(-1)?.seq)]);
 }
 
 /**

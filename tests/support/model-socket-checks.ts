@@ -5,7 +5,7 @@
 import { sql } from 'drizzle-orm';
 import { applyOp, docEquals, mergeDocs } from '../../core/merge.ts';
 import type { Doc, Fields, Op } from '../../core/types.ts';
-import type { Draft } from '../../device/records.ts';
+import { type Draft, type EntityRecord, settle } from '../../device/records.ts';
 import type { Store } from '../../device/store.ts';
 import type { rng } from './rng.ts';
 import type { TestServer } from './server.ts';
@@ -69,24 +69,23 @@ export async function writeRandom(device: ModelDevice, space: string, r: Rng, no
   device.written += drafts.length;
 }
 
-export interface RawEntity {
-  space: string;
-  collection: string;
-  key: string;
-  doc: Doc | null;
-  server: Doc | null;
-  pending: number;
-}
+export type RawEntity = EntityRecord;
 
-/** Reads a device's raw entity records (the replica's docs with their stamps) over its own connection. */
+/** Reads a device's entity records (the replica's docs with their stamps) over its own connection, each as the
+ * store reads it: settled against the outbox (device/records.ts `settle`). */
 export function rawEntities(factory: IDBFactory, name = 'ferry'): Promise<RawEntity[]> {
   return new Promise((resolve, reject) => {
     const open = factory.open(name);
     open.onerror = () => reject(open.error);
     open.onsuccess = () => {
       const db = open.result;
-      const get = db.transaction('entities', 'readonly').objectStore('entities').getAll();
-      get.onsuccess = () => { db.close(); resolve(get.result); };
+      const tx = db.transaction(['meta', 'entities'], 'readonly');
+      const counters = tx.objectStore('meta').get('counters');
+      const get = tx.objectStore('entities').getAll();
+      get.onsuccess = () => {
+        db.close();
+        resolve((get.result as EntityRecord[]).map((record) => settle(record, (counters.result as { outboxFirst: number }).outboxFirst)));
+      };
       get.onerror = () => { db.close(); reject(get.error); };
     };
   });
