@@ -8,6 +8,7 @@ import type { EntityWire } from '../schema/wire.ts';
 import { applyAll } from '../core/merge.ts';
 import type { Doc, Op } from '../core/types.ts';
 import { groupByEntity, InvalidDraftError, opOf, rowOf, type Draft } from './records.ts';
+import { audit } from './audit.ts';
 import { createStore, DB_VERSION } from './store.ts';
 
 const T0 = 1_700_000_000_000;
@@ -119,7 +120,7 @@ describe('upgrading', () => {
 
     const store = await open(factory);
     expect(await store.getDeviceId()).toBe(device);
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
     expect((await store.readOutbox(0, 10)).map((entry) => entry.op)).toEqual(ops);
     expect(await store.all('s1', 'items')).toEqual([
       { space: 's1', collection: 'items', key: 'eggs', fields: { n: 1 }, pending: 1 },
@@ -131,12 +132,12 @@ describe('upgrading', () => {
     const [next] = await store.enqueue([patch('milk', { title: 'Oat milk' })], T0);
     expect([next!.seq, next!.lamport]).toEqual([4, 13]);
     expect(await store.get('s1', 'items', 'milk')).toMatchObject({ fields: { title: 'Oat milk', done: true }, pending: 3 });
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
     // Version 4 linked the old ops: an ack of the first finds that milk keeps two waiting, eggs none.
     await store.applyAck({ through: 1, lamport: 20, results: [applied(1, device)] }, T0);
     await store.applyAck({ through: 3, lamport: 20, results: [applied(2, device), applied(3, device)] }, T0);
     expect((await store.all('s1', 'items')).map((e) => [e.key, e.pending])).toEqual([['eggs', 0], ['milk', 1], ['synced', 0]]);
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
     store.close();
 
     // The counters are one record now; the keys they had are gone.
@@ -166,7 +167,7 @@ describe('upgrading', () => {
     expect(await store.getLamport()).toBe(21);
     const [next] = await store.enqueue([patch('milk', { done: true })], T0);
     expect([next!.seq, next!.lamport]).toEqual([3, 22]);
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
     store.close();
     expect(await metaKeys(factory)).toEqual({ version: DB_VERSION, keys: ['counters', 'deviceId'], entityIndexes: [] });
   });
@@ -233,7 +234,7 @@ describe('enqueue', () => {
     expect(await store.get('s1', 'items', 'milk')).toEqual(before.milk);
     expect(await store.getLamport()).toBe(before.lamport);
     expect(await store.outboxStats()).toEqual(before.stats);
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
   });
 
   test('two tabs writing at once get unique, gapless seqs and increasing lamports', async () => {
@@ -323,7 +324,7 @@ describe('applyAck', () => {
     await store.applyAck({ through: 2, lamport: 2, results: [rejected] }, T0, page.slice(1));
     // The server never took the patch: the view is the put alone.
     expect(await store.get('s1', 'items', 'a')).toEqual({ space: 's1', collection: 'items', key: 'a', fields: { n: 1 }, pending: 0 });
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
   });
 
   test('an entity with ops in two batches keeps the first batch in its server state and the second pending', async () => {
@@ -337,11 +338,11 @@ describe('applyAck', () => {
     await store.applyChanges('s1', [wire('a', { n: 0, m: 0 }, 0, 1), wire('b', { n: 0, y: 1 }, 0, 2)], 2);
     expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { n: 1, m: 3 }, pending: 1 });
     expect(await store.get('s1', 'items', 'b')).toMatchObject({ fields: { n: 2 }, pending: 0 });
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
     await store.applyAck({ through: 3, lamport: 3, results: [applied(3, device)] }, T0);
     await store.enqueue([patch('b', { z: 1 })], T0);
     expect((await store.all('s1', 'items')).map((e) => [e.key, e.pending])).toEqual([['a', 0], ['b', 1]]);
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
   });
 
   test('an ack that leaves an earlier op waiting still finds the entities that keep ops, after it and later', async () => {
@@ -351,13 +352,13 @@ describe('applyAck', () => {
     // Seq 2's answer comes first (1's was lost): 1 stays, and a's waiting ops are linked again.
     await store.applyAck({ through: 2, lamport: 5, results: [applied(2, device)] }, T0);
     expect(await store.get('s1', 'items', 'a')).toMatchObject({ pending: 3 });
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
     await store.applyAck({ through: 1, lamport: 5, results: [applied(1, device)] }, T0);
     await store.applyAck({ through: 4, lamport: 5, results: [applied(3, device), applied(4, device)] }, T0);
     expect((await store.all('s1', 'items')).map((e) => [e.key, e.pending])).toEqual([['a', 1], ['b', 0]]);
     await store.applyChanges('s1', [wire('a', { n: 0, m: 0 }, 0, 1)], 1);
     expect(await store.get('s1', 'items', 'a')).toMatchObject({ fields: { n: 3, m: 1 }, pending: 1 });
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
   });
 
   // The drainer hands the batch it sent (`sent`), so only the keys of the held rows are read. Whatever
@@ -399,7 +400,7 @@ describe('applyAck', () => {
       expect(await given.getLamport()).toBe(await read.getLamport());
       const { bytes, count, span, dead: deadCount, lastAckAt } = await read.outboxStats();
       expect(await given.outboxStats()).toMatchObject({ bytes, count, span, dead: deadCount, lastAckAt });
-      expect(await given.audit()).toEqual([]);
+      expect(await audit(given)).toEqual([]);
       read.close();
       given.close();
     }), { numRuns: 80 });
@@ -534,7 +535,7 @@ describe('derived state', () => {
         else if (roll < 90) await store.applyChanges('s1', [wire(key, { n: roll }, roll, ++serverSeq)], serverSeq, roll);
         else await store.resetSpace('s1');
       }
-      expect(await store.audit()).toEqual([]);
+      expect(await audit(store)).toEqual([]);
       store.close();
     }), { numRuns: 150 });
   });
@@ -543,7 +544,7 @@ describe('derived state', () => {
     const factory = new IDBFactory();
     const store = await open(factory, 'drift');
     await store.enqueue([put('a', { n: 1 })], T0);
-    expect(await store.audit()).toEqual([]);
+    expect(await audit(store)).toEqual([]);
     store.close();
     const raw = await new Promise<IDBDatabase>((resolve, reject) => {
       const request = factory.open('drift');
@@ -562,7 +563,7 @@ describe('derived state', () => {
     });
     raw.close();
     const reopened = await open(factory, 'drift');
-    const problems = await reopened.audit();
+    const problems = await audit(reopened);
     expect(problems.some((p) => p.startsWith('outboxBytes is 1'))).toBe(true);
     expect(problems.some((p) => p.includes('pending is 0, the outbox holds 1'))).toBe(true);
   });

@@ -24,7 +24,7 @@ import type { DrainState } from '../core/outbox-drain.ts';
 import type { Op } from '../core/types.ts';
 import type { EntityWire } from '../schema/wire.ts';
 import {
-  auditReplica, commitNow, COUNTERS, type Counters, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, readCounters,
+  commitNow, COUNTERS, type Counters, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, readCounters,
   recompute, run, statsIn, type Tx, type UpgradeTx, updateEntity, walkPages, writeCounters,
 } from './store-steps.ts';
 import {
@@ -557,17 +557,12 @@ export class Store {
     return records.map((record) => visible(record, counters.outboxFirst)).filter((entity) => entity !== null);
   }
 
-  /**
-   * What is kept to make reads cheap, checked against what it is derived from (store-steps.ts auditReplica).
-   * Returns every disagreement (none: an empty list). Reads everything: for tests.
-   */
-  async audit(): Promise<string[]> {
+  /** Everything the outbox and the replica hold, read in one transaction: for device/audit.ts (tests). */
+  async contents(): Promise<{ rows: OutboxRow[]; records: EntityRecord[]; counters: Counters }> {
     const tx = this.#db.transaction(['meta', 'outbox', 'entities'], 'readonly');
-    const [rows, records, counters] = await Promise.all([
-      tx.objectStore('outbox').getAll(), tx.objectStore('entities').getAll(), tx.objectStore('meta').get(COUNTERS) as Promise<Counters>,
-    ]);
+    const [rows, records, counters] = await Promise.all([tx.objectStore('outbox').getAll(), tx.objectStore('entities').getAll(), readCounters(tx)]);
     await tx.done;
-    return auditReplica(rows, records, counters);
+    return { rows, records, counters };
   }
 
   #write(names: Name[], durability: 'strict' | 'relaxed' = 'strict'): Tx {

@@ -9,6 +9,7 @@
 import { sql } from 'drizzle-orm';
 import { applyOp, docEquals } from '../../core/merge.ts';
 import type { Doc } from '../../core/types.ts';
+import { audit } from '../../device/audit.ts';
 import { docOfWire } from '../../device/records.ts';
 import { checkResends } from './model-commands.ts';
 import type { Device, ModelEnv } from './model-device.ts';
@@ -48,7 +49,7 @@ export async function checkRun(env: ModelEnv, devices: readonly Device[], space:
   await checkLedger(env, devices);
   // What the store keeps to read cheaply (outbox bytes, pending counts, merged docs) agrees with its source.
   for (const device of devices) {
-    const problems = await device.store.audit();
+    const problems = await audit(device.store);
     if (problems.length > 0) throw new Error(`device ${device.index}: ${problems.join('; ')}`);
   }
   const server = env.server();

@@ -13,6 +13,7 @@
 import { docEquals, mergeDocs } from '../../core/merge.ts';
 import type { Doc } from '../../core/types.ts';
 import type { EntityWire } from '../../schema/wire.ts';
+import { audit } from '../../device/audit.ts';
 import { docOfWire } from '../../device/records.ts';
 import type { FaultProxy } from './fault-proxy.ts';
 import { rawEntities, stableDoc } from './model-socket-checks.ts';
@@ -113,7 +114,7 @@ export async function checkReplicas(devices: readonly SocketDevice[], serverEnti
   const tally = { holes: [] as string[], purgedHeld: 0 };
   const server = new Map(serverEntities.map((e) => [`${e.collection}/${e.key}`, e]));
   for (const device of devices) {
-    const problems = await device.store.audit();
+    const problems = await audit(device.store);
     if (problems.length > 0) throw new Error(`device ${device.index}: ${problems.join('; ')}`);
     const records = new Map((await rawEntities(device.factory)).filter((rec) => rec.space === space)
       .map((rec) => [`${rec.collection}/${rec.key}`, rec]));
