@@ -1,12 +1,12 @@
 // The steps the device store (store.ts) takes inside its IndexedDB transactions, and the shape of its
 // database. Split from store.ts to keep that file about what each operation does; only store.ts opens the
-// database (this file imports idb's types, never idb itself).
-import type { DBSchema, IDBPTransaction, StoreNames } from 'idb';
-import { docEquals } from '../core/merge.ts';
+// database (this file imports idb's types, never idb itself). Most steps of an ack are here.
+import type { DBSchema, IDBPObjectStore, IDBPTransaction, StoreNames } from 'idb';
+import { applyOp } from '../core/merge.ts';
+import type { OutboxEntry } from '../core/outbox.ts';
 import type { Op } from '../core/types.ts';
 import {
-  type DeadRow, emptyRecord, type EntityKey, entityKeyOf, type EntityRecord, groupByEntity, type OutboxRow, type OutboxStats,
-  settle, viewOf,
+  type DeadRow, emptyRecord, type EntityKey, type EntityRecord, type OutboxRow, type OutboxStats, rowOf, settle, viewOf,
 } from './records.ts';
 
 export interface FerrySchema extends DBSchema {
@@ -133,4 +133,76 @@ export async function recompute(tx: Tx, key: EntityKey, outboxFirst: number): Pr
   if (stored === undefined) return;
   const record = settle(stored, outboxFirst);
   await store.put({ ...record, doc: viewOf(record.server, await pendingOps(tx, key)) });
+}
+
+/** Resolves once `request` has its answer (rejects with its error): every request made before it in the
+ * same transaction has its answer by then, since a transaction answers its requests in order. */
+export function answered(request: IDBRequest): Promise<void> {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve();
+    request.onerror = () => reject(request.error);
+  });
+}
+
+
+/** Around an ack's range, in one round: the outbox's first key and the first above the range (where it starts
+ * once the range is gone), and the rows linked to an op in the range (`prev`): their entities keep ops waiting. */
+export async function readAround(tx: Tx, range: IDBKeyRange): Promise<{ first?: number; above?: number; linked: OutboxRow[] }> {
+  const outbox = tx.objectStore('outbox');
+  const [first, above, linked] = await Promise.all([
+    outbox.getKey(IDBKeyRange.lowerBound(0)), outbox.getKey(IDBKeyRange.lowerBound(range.upper, true)), outbox.index('by_prev').getAll(range),
+  ]);
+  return { first, above, linked };
+}
+
+/**
+ * An ack's ops of one entity out of its pending count, the committed ones folded into its server state (see
+ * EntityRecord.server). `newest`: its newest op still waiting, when that may have changed.
+ */
+export function foldAcked(tx: Tx, key: EntityKey, rows: readonly OutboxRow[], outboxFirst: number, changed: (row: OutboxRow) => boolean,
+  newest?: number): Promise<void> {
+  return updateEntity(tx, key, outboxFirst, (record) => {
+    if (newest !== undefined) record.through = newest;
+    // These rows are all the entity's pending ops, all committed as sent: the server's state with them folded in
+    // is the view (doc = server + pending ops, in seq order), so it is taken as it is. Shared, it is stored once.
+    const all = record.pending === rows.length && !rows.some(changed);
+    record.pending = Math.max(0, record.pending - rows.length);
+    if (all) {
+      record.server = record.doc;
+      return;
+    }
+    // An upgraded op is in the server's state as the app's upgrade rewrote it, which only the change stream tells.
+    for (const row of rows) if (!changed(row)) record.server = applyOp(record.server, row.op).doc;
+  });
+}
+
+/** foldAcked for an ack that left ops below its own: the entity's waiting ops (read after the ack's deletes) are
+ * linked again, each to the one before it, so the next in-order ack finds them. */
+export async function refold(tx: Tx, key: EntityKey, rows: readonly OutboxRow[], outboxFirst: number, changed: (row: OutboxRow) => boolean): Promise<void> {
+  const outbox = tx.objectStore('outbox');
+  const waiting = await outbox.index('by_entity').getAll(key);
+  const relinked = waiting.map((row, i) => {
+    const prev = waiting[i - 1]?.seq;
+    if (row.prev === prev) return null;
+    const { prev: _, ...rest } = row;
+    return outbox.put(prev === undefined ? rest : { ...rest, prev });
+  });
+  await Promise.all([...relinked, foldAcked(tx, key, rows, outboxFirst, changed, waiting.at(-1)?.seq)]);
+}
+
+/**
+ * The outbox rows in `range`, or, when `sent` holds every one of them the ack removes, only their keys
+ * read and the rest of each row taken from `sent` (a batch's rows are most of an ack's time to read).
+ * A row not in `remove` is only counted, so its stand-in carries its seq alone.
+ */
+export async function rowsIn(outbox: IDBPObjectStore<FerrySchema, Name[], 'outbox', 'readwrite'>, range: IDBKeyRange, remove: ReadonlySet<number>,
+  sent: readonly OutboxEntry[] | undefined): Promise<OutboxRow[]> {
+  if (sent === undefined) return outbox.getAll(range);
+  const bySeq = new Map(sent.map((entry) => [entry.op.seq, entry] as const));
+  const keys = await outbox.getAllKeys(range);
+  if (keys.some((seq) => remove.has(seq) && !bySeq.has(seq))) return outbox.getAll(range);
+  return keys.map((seq) => {
+    const entry = bySeq.get(seq);
+    return entry === undefined ? ({ seq } as OutboxRow) : rowOf(entry);
+  });
 }

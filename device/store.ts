@@ -1,6 +1,7 @@
-// The device's IndexedDB: the only module that imports `idb`. It owns the database name, its
-// version and one explicit migration per version, and carries out core's outbox policy and merge
-// inside its own transactions, so that every step a person or a drainer takes is all-or-nothing.
+// The device's IndexedDB: with store-migrations.ts (its versions, one explicit migration each) and
+// store-steps.ts (steps inside its transactions), the only modules that import `idb`. It owns the database
+// name and carries out core's outbox policy and merge inside its own transactions, so that every step a
+// person or a drainer takes is all-or-nothing.
 //
 //   meta      key → value: deviceId, counters (v3: nextSeq, lamport, outboxBytes, outboxCount, lastAckAt; v4: outboxFirst),
 //             drain state, drainer, `cursor:<space>`
@@ -16,7 +17,7 @@
 // another's answer: IndexedDB runs a transaction's requests in the order they were made, so the
 // result is the same, but awaiting each one costs a round trip to the browser's storage process per
 // request (in Chromium a 500-op write went from ~340 ms to a fraction of that).
-import { type IDBPDatabase, type IDBPObjectStore, unwrap, wrap } from 'idb';
+import { type IDBPDatabase, unwrap } from 'idb';
 import { observe, tick } from '../core/clock.ts';
 import { applyOp, docEquals, mergeDocs } from '../core/merge.ts';
 import { type Ack, entryOf, type OutboxEntry, planAck, planRestamp } from '../core/outbox.ts';
@@ -24,9 +25,10 @@ import type { DrainState } from '../core/outbox-drain.ts';
 import type { Op } from '../core/types.ts';
 import type { EntityWire } from '../schema/wire.ts';
 import {
-  commitNow, COUNTERS, type Counters, CURSOR_PREFIX, type FerrySchema, type Name, pendingOps, readCounters,
-  recompute, run, statsIn, type Tx, type UpgradeTx, updateEntity, walkPages, writeCounters,
+  answered, commitNow, COUNTERS, type Counters, CURSOR_PREFIX, type FerrySchema, foldAcked, type Name, pendingOps, readAround,
+  readCounters, recompute, refold, rowsIn, run, statsIn, type Tx, walkPages, writeCounters,
 } from './store-steps.ts';
+import { DB_VERSION, openDatabase } from './store-migrations.ts';
 import {
   type AckApplied, type ChangesApplied, checkDrafts, type DeadRow, type Draft, draftOf, emptyRecord,
   type EntityKey, entityKeyOf, type EntityRecord, entryOfRow, foldIncoming, groupByEntity, opOf, type OutboxRow, type OutboxStats,
@@ -43,7 +45,7 @@ export type { AckApplied, ChangesApplied, Draft, OutboxStats, ReplicaEntity };
 export type DrainerOwner = 'worker' | 'page';
 
 export const DB_NAME = 'ferry';
-export const DB_VERSION = 4;
+export { DB_VERSION };
 
 export interface StoreOptions {
   /** The database name; tests pass their own. */
@@ -56,143 +58,6 @@ export async function createStore(options: StoreOptions = {}): Promise<Store> {
   const db = await openDatabase(options.indexedDB ?? indexedDB, options.name ?? DB_NAME);
   const deviceId = (await db.get('meta', 'deviceId')) as string;
   return new Store(db, deviceId);
-}
-
-function openDatabase(factory: IDBFactory, name: string): Promise<IDBPDatabase<FerrySchema>> {
-  const request = factory.open(name, DB_VERSION);
-  request.addEventListener('upgradeneeded', (event) => {
-    const db = wrap(request.result) as unknown as IDBPDatabase<FerrySchema>;
-    const tx = wrap(request.transaction!) as unknown as UpgradeTx;
-    upgrade(db, event.oldVersion, tx);
-  });
-  return (wrap(request) as Promise<unknown> as Promise<IDBPDatabase<FerrySchema>>).then((db) => {
-    // A newer app version waits for every open connection to close before it can upgrade. Closing
-    // ours lets it proceed; this context's next transaction then fails loudly instead of blocking it.
-    db.addEventListener('versionchange', () => db.close());
-    return db;
-  });
-}
-
-/**
- * One migration per version, applied in order from whatever version the device has. A store that
- * holds ops is never dropped: the outbox and the dead letters are the person's unsynced work.
- * To add version N: set DB_VERSION = N and add `case N-1: migrateToN(db, tx);` at the end, with
- * migrateToN creating what is new and rewriting rows in place through `tx` if their shape changes.
- */
-function upgrade(db: IDBPDatabase<FerrySchema>, oldVersion: number, tx: UpgradeTx): void {
-  switch (oldVersion) {
-    case 0:
-      migrateTo1(db, tx);
-    // falls through
-    case 1:
-      migrateTo2(tx);
-    // falls through
-    case 2:
-      migrateTo3(tx);
-    // falls through
-    case 3:
-      migrateTo4(tx);
-    // falls through to later migrations once they exist
-  }
-}
-
-function migrateTo1(db: IDBPDatabase<FerrySchema>, tx: UpgradeTx): void {
-  db.createObjectStore('meta');
-  db.createObjectStore('outbox', { keyPath: 'seq' }).createIndex('by_entity', ['space', 'collection', 'key']);
-  db.createObjectStore('dead', { keyPath: 'seq' });
-  // Version 1 also indexed entities by [space, collection]; version 2 drops that index (see migrateTo2).
-  unwrap(db.createObjectStore('entities', { keyPath: ['space', 'collection', 'key'] }))
-    .createIndex('by_collection', ['space', 'collection']);
-  const meta = tx.objectStore('meta');
-  // Minted here, in the transaction that creates the database, so it happens exactly once per
-  // database: a device whose data was wiped gets a new id, as the protocol requires.
-  void meta.put(crypto.randomUUID(), 'deviceId');
-  void meta.put(1, 'nextSeq');
-  void meta.put(0, 'lamport');
-  void meta.put(0, 'outboxBytes');
-}
-
-/** Resolves once `request` has its answer (rejects with its error): every request made before it in the
- * same transaction has its answer by then, since a transaction answers its requests in order. */
-function answered(request: IDBRequest): Promise<void> {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve();
-    request.onerror = () => reject(request.error);
-  });
-}
-
-/**
- * Drops the entities' `by_collection` index: a collection's entities are already one range of the store's
- * own keys ([space, collection, …]), so the index was a second copy of every key that each entity write
- * paid for. And counts the outbox once into `outboxCount`, kept from then on by every write like
- * `outboxBytes`: IndexedDB's `count()` walks every row (20 ms at 20,000 queued in Chromium, up to 180 ms on
- * a busy machine), and the status re-read it after writes. Rows are unchanged.
- */
-function migrateTo2(tx: UpgradeTx): void {
-  unwrap(tx.objectStore('entities')).deleteIndex('by_collection');
-  const count = unwrap(tx.objectStore('outbox')).count();
-  count.onsuccess = () => unwrap(tx.objectStore('meta')).put(count.result, 'outboxCount');
-}
-
-/**
- * Folds the five counter keys into one record (store-steps.ts `Counters`): a write then reads and writes one
- * meta record instead of four. The outbox is counted again here rather than read from `outboxCount`: on a
- * new database that key is written by migrateTo2's count, answered after these reads were made. Every
- * request of a transaction runs in the order made, so the deletes land after that write.
- */
-function migrateTo3(tx: UpgradeTx): void {
-  const meta = unwrap(tx.objectStore('meta'));
-  const [nextSeq, lamport, outboxBytes, lastAckAt] = ['nextSeq', 'lamport', 'outboxBytes', 'lastAckAt']
-    .map((key) => meta.get(key));
-  const count = unwrap(tx.objectStore('outbox')).count();
-  count.onsuccess = () => {
-    const counters: Omit<Counters, 'outboxFirst'> = { // outboxFirst: migrateTo4
-      nextSeq: nextSeq!.result as number, lamport: lamport!.result as number, outboxBytes: outboxBytes!.result as number,
-      outboxCount: count.result, lastAckAt: (lastAckAt!.result as number | undefined) ?? null,
-    };
-    meta.put(counters, COUNTERS);
-    for (const key of ['nextSeq', 'lamport', 'outboxBytes', 'outboxCount', 'lastAckAt']) meta.delete(key);
-  };
-}
-
-/**
- * Links each waiting op to the entity's op before it that still waits (`prev`, indexed as `by_prev`), gives each
- * entity with ops waiting its `through` (the newest of them), and the counters `outboxFirst`: what lets an ack
- * leave the records of entities it finishes unwritten (records.ts `settle`). One walk of the outbox in seq order.
- */
-function migrateTo4(tx: UpgradeTx): void {
-  const outbox = unwrap(tx.objectStore('outbox'));
-  const entities = unwrap(tx.objectStore('entities'));
-  const meta = unwrap(tx.objectStore('meta'));
-  outbox.createIndex('by_prev', 'prev');
-  const newest = new Map<string, number>();
-  let first: number | undefined;
-  const walk = outbox.openCursor();
-  walk.onsuccess = () => {
-    const cursor = walk.result;
-    if (cursor !== null) {
-      const row = cursor.value as OutboxRow;
-      first ??= row.seq;
-      const id = JSON.stringify(entityKeyOf(row));
-      const prev = newest.get(id);
-      if (prev !== undefined) cursor.update({ ...row, prev });
-      newest.set(id, row.seq);
-      cursor.continue();
-      return;
-    }
-    for (const [id, through] of newest) {
-      const get = entities.get(JSON.parse(id) as EntityKey);
-      get.onsuccess = () => {
-        if (get.result !== undefined) entities.put({ ...(get.result as EntityRecord), through });
-      };
-    }
-    // Issued after migrateTo3's write of the record (made in an answer that came before this walk's first).
-    const read = meta.get(COUNTERS);
-    read.onsuccess = () => {
-      const counters = read.result as Counters;
-      meta.put({ ...counters, outboxFirst: first ?? counters.nextSeq } satisfies Counters, COUNTERS);
-    };
-  };
 }
 
 /** The keys of one collection's entities in the `entities` store, in key order. */
@@ -569,66 +434,3 @@ export class Store {
     return this.#db.transaction(names, 'readwrite', { durability });
   }
 }
-
-/** Around an ack's range, in one round: the outbox's first key and the first above the range (where it starts
- * once the range is gone), and the rows linked to an op in the range (`prev`): their entities keep ops waiting. */
-async function readAround(tx: Tx, range: IDBKeyRange): Promise<{ first?: number; above?: number; linked: OutboxRow[] }> {
-  const outbox = tx.objectStore('outbox');
-  const [first, above, linked] = await Promise.all([
-    outbox.getKey(IDBKeyRange.lowerBound(0)), outbox.getKey(IDBKeyRange.lowerBound(range.upper, true)), outbox.index('by_prev').getAll(range),
-  ]);
-  return { first, above, linked };
-}
-
-/**
- * An ack's ops of one entity out of its pending count, the committed ones folded into its server state (see
- * EntityRecord.server). `newest`: its newest op still waiting, when that may have changed.
- */
-function foldAcked(tx: Tx, key: EntityKey, rows: readonly OutboxRow[], outboxFirst: number, changed: (row: OutboxRow) => boolean,
-  newest?: number): Promise<void> {
-  return updateEntity(tx, key, outboxFirst, (record) => {
-    if (newest !== undefined) record.through = newest;
-    // These rows are all the entity's pending ops, all committed as sent: the server's state with them folded in
-    // is the view (doc = server + pending ops, in seq order), so it is taken as it is. Shared, it is stored once.
-    const all = record.pending === rows.length && !rows.some(changed);
-    record.pending = Math.max(0, record.pending - rows.length);
-    if (all) {
-      record.server = record.doc;
-      return;
-    }
-    // An upgraded op is in the server's state as the app's upgrade rewrote it, which only the change stream tells.
-    for (const row of rows) if (!changed(row)) record.server = applyOp(record.server, row.op).doc;
-  });
-}
-
-/** foldAcked for an ack that left ops below its own: the entity's waiting ops (read after the ack's deletes) are
- * linked again, each to the one before it, so the next in-order ack finds them. */
-async function refold(tx: Tx, key: EntityKey, rows: readonly OutboxRow[], outboxFirst: number, changed: (row: OutboxRow) => boolean): Promise<void> {
-  const outbox = tx.objectStore('outbox');
-  const waiting = await outbox.index('by_entity').getAll(key);
-  const relinked = waiting.map((row, i) => {
-    const prev = waiting[i - 1]?.seq;
-    if (row.prev === prev) return null;
-    const { prev: _, ...rest } = row;
-    return outbox.put(prev === undefined ? rest : { ...rest, prev });
-  });
-  await Promise.all([...relinked, foldAcked(tx, key, rows, outboxFirst, changed, waiting.at(-1)?.seq)]);
-}
-
-/**
- * The outbox rows in `range`, or, when `sent` holds every one of them the ack removes, only their keys
- * read and the rest of each row taken from `sent` (a batch's rows are most of an ack's time to read).
- * A row not in `remove` is only counted, so its stand-in carries its seq alone.
- */
-async function rowsIn(outbox: IDBPObjectStore<FerrySchema, Name[], 'outbox', 'readwrite'>, range: IDBKeyRange, remove: ReadonlySet<number>,
-  sent: readonly OutboxEntry[] | undefined): Promise<OutboxRow[]> {
-  if (sent === undefined) return outbox.getAll(range);
-  const bySeq = new Map(sent.map((entry) => [entry.op.seq, entry] as const));
-  const keys = await outbox.getAllKeys(range);
-  if (keys.some((seq) => remove.has(seq) && !bySeq.has(seq))) return outbox.getAll(range);
-  return keys.map((seq) => {
-    const entry = bySeq.get(seq);
-    return entry === undefined ? ({ seq } as OutboxRow) : rowOf(entry);
-  });
-}
-
