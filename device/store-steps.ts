@@ -144,7 +144,6 @@ export function answered(request: IDBRequest): Promise<void> {
   });
 }
 
-
 /** Around an ack's range, in one round: the outbox's first key and the first above the range (where it starts
  * once the range is gone), and the rows linked to an op in the range (`prev`): their entities keep ops waiting. */
 export async function readAround(tx: Tx, range: IDBKeyRange): Promise<{ first?: number; above?: number; linked: OutboxRow[] }> {
