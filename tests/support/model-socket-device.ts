@@ -42,30 +42,53 @@ export interface SocketFigures {
   gaps: number;
 }
 
-/** The device's cursor for the run's space, read after every change it applied. */
+/**
+ * The device's cursor for the run's space, read after every change a tab applied. The tabs share the database
+ * but not an order: a tab's reading may be recorded after another tab's later one, and a reset by one tab may
+ * land between another's change and its reading. So each tab is compared with its own readings, and a reading
+ * taken while a reset was under way (started or running between the change and the reading) proves nothing
+ * either way and is left out. What the store must hold, it holds per transaction: the cursor is only ever
+ * raised, except by a reset, after which a snapshot and catch-up bring it back above where it was.
+ */
 export class CursorLog {
   values: number[] = [];
   regressions: string[] = [];
-  #last = 0;
+  #last = new Map<number, number>();
   /** The highest cursor before a reset: the snapshot and catch-up after it must get back above it. */
   #floor = 0;
   #recovering = false;
+  #resets = 0;
+  #running = 0;
 
-  record(stored: number, frameCursor: number, what: string): void {
+  /** Call before applying a change; pass what it returns to `record` with the reading after it. */
+  begin(): number {
+    return this.#running > 0 ? -1 : this.#resets;
+  }
+
+  record(tab: number, begun: number, stored: number, frameCursor: number, what: string): void {
     this.values.push(stored);
+    if (begun !== this.#resets || this.#running > 0) return; // a reset overlapped: see above
     if (this.#recovering) {
       if (stored >= this.#floor) this.#recovering = false;
     } else {
-      if (stored < this.#last) this.regressions.push(`${what}: cursor went back from ${this.#last} to ${stored}`);
+      const last = this.#last.get(tab) ?? 0;
+      if (stored < last) this.regressions.push(`${what}: cursor went back from ${last} to ${stored}`);
       if (stored < frameCursor) this.regressions.push(`${what}: cursor ${stored} after applying changes up to ${frameCursor}`);
     }
-    this.#last = stored;
+    this.#last.set(tab, stored);
     this.#floor = Math.max(this.#floor, stored);
   }
 
-  /** PROTOCOL §7.1: the replica of the space is discarded, its cursor with it, until the snapshot is in. */
-  reset(): void {
+  /** PROTOCOL §7.1: the replica of the space is discarded, its cursor with it, until the snapshot is in.
+   * Returns the call that ends the reset, once the store has carried it out. */
+  reset(): () => void {
     this.#recovering = true;
+    this.#resets += 1;
+    this.#running += 1;
+    for (const tab of this.#last.keys()) this.#last.set(tab, 0);
+    return () => {
+      this.#running -= 1;
+    };
   }
 
   recovering(): boolean {
@@ -163,17 +186,17 @@ function recordingFetch(inner: typeof fetch, env: SocketEnv): typeof fetch {
 }
 
 /** The tab's store, recording the cursor after every change the session applies and what arrived. */
-function recordingStore(store: Store, device: SocketDevice, env: SocketEnv): Store {
+function recordingStore(store: Store, tab: number, device: SocketDevice, env: SocketEnv): Store {
   const resetSpace: Store['resetSpace'] = async (space, when) => {
     // Only a `reset` frame has a cursor to recover; at cursor 0 the session merely forgets what acks
     // folded in before its first subscribe (PROTOCOL §7).
-    if (when !== 'if-unsynced') {
-      device.cursor.reset();
-      env.figures.resets += 1;
-    }
-    return store.resetSpace(space, when);
+    if (when === 'if-unsynced') return store.resetSpace(space, when);
+    const done = device.cursor.reset();
+    env.figures.resets += 1;
+    return store.resetSpace(space, when).finally(done);
   };
   const applyChanges: Store['applyChanges'] = async (space, entities, cursor, lamport, from) => {
+    const begun = device.cursor.begin();
     const applied = await store.applyChanges(space, entities, cursor, lamport, from).catch((error: unknown) => {
       device.errors.push(`applyChanges ${entities.map((e) => e.serverSeq)}: ${error instanceof Error ? error.message : String(error)}`);
       throw error;
@@ -190,7 +213,7 @@ function recordingStore(store: Store, device: SocketDevice, env: SocketEnv): Sto
     const stored = (await store.getCursors())[space] ?? 0;
     // A frame after a lost one (PROTOCOL §7 `from`) leaves the cursor where it was, by design.
     if (applied.gap) env.figures.gaps += 1;
-    device.cursor.record(stored, applied.gap ? 0 : cursor, `${lamport === undefined ? 'snapshot page' : 'changes'} ${entities.map((e) => e.serverSeq)}`);
+    device.cursor.record(tab, begun, stored, applied.gap ? 0 : cursor, `${lamport === undefined ? 'snapshot page' : 'changes'} ${entities.map((e) => e.serverSeq)}`);
     return applied;
   };
   return new Proxy(store, {
@@ -212,7 +235,7 @@ async function makeTab(index: number, device: SocketDevice, env: SocketEnv): Pro
   const store = await createStore({ indexedDB: device.factory });
   const tab: Tab = { index, store, engine: undefined!, socket: null };
   tab.engine = await createDevice({
-    store: recordingStore(store, device, env),
+    store: recordingStore(store, index, device, env),
     parts: PAGE_PARTS,
     fetch: recordingFetch(authFetch(() => device.token), env),
     lock: device.lock, now: env.clock.now, random: env.random, sleep: env.clock.sleep, timers: globalTimers,
