@@ -143,6 +143,14 @@ describe('lamport_regression (409)', () => {
   });
 });
 
+describe('resume', () => {
+  test('from idle sends what waits (syncNow before any wake-up came), and does nothing when nothing waits', () => {
+    const idle = initialDrain(500);
+    expect(onResume(idle, { now: T0, pending: 3 })).toEqual({ state: { ...idle, phase: 'sending' }, action: { type: 'send', maxOps: 500 } });
+    expect(onResume(idle, { now: T0, pending: 0 }).action).toEqual({ type: 'none' });
+  });
+});
+
 describe('401', () => {
   test('stops draining and keeps every op until the person signs in again', () => {
     const step = onFailure(sendingState(), errorFromResponse(401, JSON.stringify({ code: 'auth_required', message: 'Expired.' }))!, ctx());

@@ -205,9 +205,12 @@ export function onSignIn(state: DrainState, ctx: EventContext): DrainStep {
 /**
  * The person pressed retry (or a new app version started): leave `failed`, or cut a backoff short.
  * That one early request may ignore a server's retryAfterMs; a person asking is worth it, and the
- * failure streak (attempts, since) carries on if it fails again.
+ * failure streak (attempts, since) carries on if it fails again. Idle with ops waiting (no wake-up has
+ * come yet: the network is barely back, Background Sync has not fired), it sends them as a wake-up
+ * would: `syncNow()` resolves only once what it asked for was tried.
  */
 export function onResume(state: DrainState, ctx: EventContext): DrainStep {
+  if (state.phase === 'idle') return onWake(state, ctx);
   if (state.phase !== 'failed' && state.phase !== 'backoff') return { state, action: NONE };
   const resumed: DrainState = { ...state, phase: 'idle', reason: null };
   return ctx.pending > 0 ? sending(resumed) : { state: resumed, action: NONE };

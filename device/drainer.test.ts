@@ -234,6 +234,13 @@ describe('transient failures', () => {
     await expectDelivered(store, server, ops);
   });
 
+  test('resume() with no drain before it sends what waits (syncNow() as the network comes back)', async () => {
+    const { store, server, drainer, write } = await setup();
+    const ops = await write(3);
+    expect(await drainer.resume()).toEqual({ sent: 3, remaining: 0, phase: 'idle' });
+    await expectDelivered(store, server, ops);
+  });
+
   test('resume() cuts a backoff short', async () => {
     const { store, server, drainer, write } = await setup({ limits: { waitBudgetMs: 0 } });
     const ops = await write(2);
