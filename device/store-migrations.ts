@@ -1,25 +1,9 @@
-// The device database's versions: how a database is opened, and one explicit migration per version, applied in
-// order from whatever version the device has. Only store.ts opens the database (through openDatabase).
-import { type IDBPDatabase, unwrap, wrap } from 'idb';
-import { COUNTERS, type Counters, type FerrySchema, type UpgradeTx } from './store-steps.ts';
+// The device database's versions: one explicit migration per version, applied in order from whatever version
+// the device has, on the plain IndexedDB objects of the upgrade (store.ts opens the database and calls upgrade).
+import { COUNTERS, type Counters } from './store-steps.ts';
 import { type EntityKey, entityKeyOf, type EntityRecord, type OutboxRow } from './records.ts';
 
 export const DB_VERSION = 4;
-
-export function openDatabase(factory: IDBFactory, name: string): Promise<IDBPDatabase<FerrySchema>> {
-  const request = factory.open(name, DB_VERSION);
-  request.addEventListener('upgradeneeded', (event) => {
-    const db = wrap(request.result) as unknown as IDBPDatabase<FerrySchema>;
-    const tx = wrap(request.transaction!) as unknown as UpgradeTx;
-    upgrade(db, event.oldVersion, tx);
-  });
-  return (wrap(request) as Promise<unknown> as Promise<IDBPDatabase<FerrySchema>>).then((db) => {
-    // A newer app version waits for every open connection to close before it can upgrade. Closing
-    // ours lets it proceed; this context's next transaction then fails loudly instead of blocking it.
-    db.addEventListener('versionchange', () => db.close());
-    return db;
-  });
-}
 
 /**
  * One migration per version, applied in order from whatever version the device has. A store that
@@ -27,7 +11,7 @@ export function openDatabase(factory: IDBFactory, name: string): Promise<IDBPDat
  * To add version N: set DB_VERSION = N and add `case N-1: migrateToN(db, tx);` at the end, with
  * migrateToN creating what is new and rewriting rows in place through `tx` if their shape changes.
  */
-function upgrade(db: IDBPDatabase<FerrySchema>, oldVersion: number, tx: UpgradeTx): void {
+export function upgrade(db: IDBDatabase, oldVersion: number, tx: IDBTransaction): void {
   switch (oldVersion) {
     case 0:
       migrateTo1(db, tx);
@@ -44,12 +28,12 @@ function upgrade(db: IDBPDatabase<FerrySchema>, oldVersion: number, tx: UpgradeT
   }
 }
 
-function migrateTo1(db: IDBPDatabase<FerrySchema>, tx: UpgradeTx): void {
+function migrateTo1(db: IDBDatabase, tx: IDBTransaction): void {
   db.createObjectStore('meta');
   db.createObjectStore('outbox', { keyPath: 'seq' }).createIndex('by_entity', ['space', 'collection', 'key']);
   db.createObjectStore('dead', { keyPath: 'seq' });
   // Version 1 also indexed entities by [space, collection]; version 2 drops that index (see migrateTo2).
-  unwrap(db.createObjectStore('entities', { keyPath: ['space', 'collection', 'key'] }))
+  db.createObjectStore('entities', { keyPath: ['space', 'collection', 'key'] })
     .createIndex('by_collection', ['space', 'collection']);
   const meta = tx.objectStore('meta');
   // Minted here, in the transaction that creates the database, so it happens exactly once per
@@ -67,10 +51,10 @@ function migrateTo1(db: IDBPDatabase<FerrySchema>, tx: UpgradeTx): void {
  * `outboxBytes`: IndexedDB's `count()` walks every row (20 ms at 20,000 queued in Chromium, up to 180 ms on
  * a busy machine), and the status re-read it after writes. Rows are unchanged.
  */
-function migrateTo2(tx: UpgradeTx): void {
-  unwrap(tx.objectStore('entities')).deleteIndex('by_collection');
-  const count = unwrap(tx.objectStore('outbox')).count();
-  count.onsuccess = () => unwrap(tx.objectStore('meta')).put(count.result, 'outboxCount');
+function migrateTo2(tx: IDBTransaction): void {
+  tx.objectStore('entities').deleteIndex('by_collection');
+  const count = tx.objectStore('outbox').count();
+  count.onsuccess = () => tx.objectStore('meta').put(count.result, 'outboxCount');
 }
 
 /**
@@ -79,11 +63,11 @@ function migrateTo2(tx: UpgradeTx): void {
  * new database that key is written by migrateTo2's count, answered after these reads were made. Every
  * request of a transaction runs in the order made, so the deletes land after that write.
  */
-function migrateTo3(tx: UpgradeTx): void {
-  const meta = unwrap(tx.objectStore('meta'));
+function migrateTo3(tx: IDBTransaction): void {
+  const meta = tx.objectStore('meta');
   const [nextSeq, lamport, outboxBytes, lastAckAt] = ['nextSeq', 'lamport', 'outboxBytes', 'lastAckAt']
     .map((key) => meta.get(key));
-  const count = unwrap(tx.objectStore('outbox')).count();
+  const count = tx.objectStore('outbox').count();
   count.onsuccess = () => {
     const counters: Omit<Counters, 'outboxFirst'> = { // outboxFirst: migrateTo4
       nextSeq: nextSeq!.result as number, lamport: lamport!.result as number, outboxBytes: outboxBytes!.result as number,
@@ -99,10 +83,10 @@ function migrateTo3(tx: UpgradeTx): void {
  * entity with ops waiting its `through` (the newest of them), and the counters `outboxFirst`: what lets an ack
  * leave the records of entities it finishes unwritten (records.ts `settle`). One walk of the outbox in seq order.
  */
-function migrateTo4(tx: UpgradeTx): void {
-  const outbox = unwrap(tx.objectStore('outbox'));
-  const entities = unwrap(tx.objectStore('entities'));
-  const meta = unwrap(tx.objectStore('meta'));
+function migrateTo4(tx: IDBTransaction): void {
+  const outbox = tx.objectStore('outbox');
+  const entities = tx.objectStore('entities');
+  const meta = tx.objectStore('meta');
   outbox.createIndex('by_prev', 'prev');
   const newest = new Map<string, number>();
   let first: number | undefined;

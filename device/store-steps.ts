@@ -18,7 +18,6 @@ export interface FerrySchema extends DBSchema {
 
 export type Name = StoreNames<FerrySchema>;
 export type Tx = IDBPTransaction<FerrySchema, Name[], 'readwrite'>;
-export type UpgradeTx = IDBPTransaction<FerrySchema, Name[], 'versionchange'>;
 /**
  * The numbers kept in meta, in ONE record under COUNTERS (since version 3; before, a key each): a write reads
  * and writes one record, not four (a single put was 11 IndexedDB requests, now 5). `outboxBytes` is the sum

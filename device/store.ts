@@ -17,7 +17,7 @@
 // another's answer: IndexedDB runs a transaction's requests in the order they were made, so the
 // result is the same, but awaiting each one costs a round trip to the browser's storage process per
 // request (in Chromium a 500-op write went from ~340 ms to a fraction of that).
-import { type IDBPDatabase, unwrap } from 'idb';
+import { type IDBPDatabase, unwrap, wrap } from 'idb';
 import { observe, tick } from '../core/clock.ts';
 import { applyOp, docEquals, mergeDocs } from '../core/merge.ts';
 import { type Ack, entryOf, type OutboxEntry, planAck, planRestamp } from '../core/outbox.ts';
@@ -28,7 +28,7 @@ import {
   answered, commitNow, COUNTERS, type Counters, CURSOR_PREFIX, type FerrySchema, foldAcked, type Name, pendingOps, readAround,
   readCounters, recompute, refold, rowsIn, run, statsIn, type Tx, walkPages, writeCounters,
 } from './store-steps.ts';
-import { DB_VERSION, openDatabase } from './store-migrations.ts';
+import { DB_VERSION, upgrade } from './store-migrations.ts';
 import {
   type AckApplied, type ChangesApplied, checkDrafts, type DeadRow, type Draft, draftOf, emptyRecord,
   type EntityKey, entityKeyOf, type EntityRecord, entryOfRow, foldIncoming, groupByEntity, opOf, type OutboxRow, type OutboxStats,
@@ -58,6 +58,19 @@ export async function createStore(options: StoreOptions = {}): Promise<Store> {
   const db = await openDatabase(options.indexedDB ?? indexedDB, options.name ?? DB_NAME);
   const deviceId = (await db.get('meta', 'deviceId')) as string;
   return new Store(db, deviceId);
+}
+
+function openDatabase(factory: IDBFactory, name: string): Promise<IDBPDatabase<FerrySchema>> {
+  const request = factory.open(name, DB_VERSION);
+  request.addEventListener('upgradeneeded', (event) => {
+    upgrade(request.result, event.oldVersion, request.transaction!);
+  });
+  return (wrap(request) as Promise<unknown> as Promise<IDBPDatabase<FerrySchema>>).then((db) => {
+    // A newer app version waits for every open connection to close before it can upgrade. Closing
+    // ours lets it proceed; this context's next transaction then fails loudly instead of blocking it.
+    db.addEventListener('versionchange', () => db.close());
+    return db;
+  });
 }
 
 /** The keys of one collection's entities in the `entities` store, in key order. */
