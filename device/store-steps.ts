@@ -119,7 +119,7 @@ export async function pendingOps(tx: Tx, key: EntityKey): Promise<Op[]> {
 export async function updateEntity(tx: Tx, key: EntityKey, outboxFirst: number, mutate: (record: EntityRecord) => void): Promise<void> {
   const store = tx.objectStore('entities');
   const stored = await store.get(key);
-  const record = stored === undefined ? emptyRecord(key) : { ...settle(stored, outboxFirst) };
+  const record = stored === undefined ? emptyRecord(key) : settle(stored, outboxFirst);
   mutate(record);
   // Nothing known from the server and nothing pending: the entity never existed as far as we know.
   if (record.pending === 0 && record.server === null) await store.delete(key);
@@ -143,14 +143,15 @@ export function answered(request: IDBRequest): Promise<void> {
   });
 }
 
-/** Around an ack's range, in one round: the outbox's first key and the first above the range (where it starts
- * once the range is gone), and the rows linked to an op in the range (`prev`): their entities keep ops waiting. */
-export async function readAround(tx: Tx, range: IDBKeyRange): Promise<{ first?: number; above?: number; linked: OutboxRow[] }> {
+/** Around an ack's range, in one round: the outbox's first key above the range (where it starts once the range
+ * is gone, when nothing waits below it), and the rows linked to an op in the range (`prev`): their entities keep
+ * ops waiting. */
+export async function readAround(tx: Tx, range: IDBKeyRange): Promise<{ above?: number; linked: OutboxRow[] }> {
   const outbox = tx.objectStore('outbox');
-  const [first, above, linked] = await Promise.all([
-    outbox.getKey(IDBKeyRange.lowerBound(0)), outbox.getKey(IDBKeyRange.lowerBound(range.upper, true)), outbox.index('by_prev').getAll(range),
+  const [above, linked] = await Promise.all([
+    outbox.getKey(IDBKeyRange.lowerBound(range.upper, true)), outbox.index('by_prev').getAll(range),
   ]);
-  return { first, above, linked };
+  return { above, linked };
 }
 
 /**

@@ -1,7 +1,7 @@
-// The device's IndexedDB: with store-migrations.ts (its versions, one explicit migration each) and
-// store-steps.ts (steps inside its transactions), the only modules that import `idb`. It owns the database
-// name and carries out core's outbox policy and merge inside its own transactions, so that every step a
-// person or a drainer takes is all-or-nothing.
+// The device's IndexedDB: the one module that opens it (store-steps.ts, the steps inside its transactions,
+// imports only idb's types; store-migrations.ts, one explicit migration per version, works on the upgrade's
+// plain objects). It owns the database name and carries out core's outbox policy and merge inside its own
+// transactions, so that every step a person or a drainer takes is all-or-nothing.
 //
 //   meta      key → value: deviceId, counters (v3: nextSeq, lamport, outboxBytes, outboxCount, lastAckAt; v4: outboxFirst),
 //             drain state, drainer, `cursor:<space>`
@@ -227,9 +227,9 @@ export class Store {
         readCounters(tx), range === null ? [] : rowsIn(outbox, range, remove, sent), range === null ? null : readAround(tx, range),
       ]);
       const held = inRange.filter((row) => remove.has(row.seq));
-      // Where the outbox starts once these rows are gone.
-      const first = around === null ? counters.outboxFirst
-        : around.first !== undefined && around.first < range!.lower ? around.first
+      // Where the outbox starts once these rows are gone: below the range if anything waits there (the counter
+      // says where it starts now), else at the first row of the range kept, or above it, or at the next seq.
+      const first = around === null || counters.outboxFirst < range!.lower ? counters.outboxFirst
         : inRange.find((row) => !remove.has(row.seq))?.seq ?? around.above ?? counters.nextSeq;
       const inOrder = range !== null && first > range.upper;
       const letters = new Map(plan.deadLetters.map((letter) => [letter.seq, letter] as const));
