@@ -59,7 +59,11 @@ export class RawWebSocket implements SocketLike {
       // A big frame arrives in many chunks: parse once it is whole, not on every chunk.
       if (this.#buffered >= this.#need) this.#parse();
     });
-    this.#tcp.on('error', () => this.onerror?.(new Event('error')));
+    // As in a browser, a connection that fails after the server's close frame arrived is closed with that
+    // frame's code, not failed: Deno may reset the TCP connection before our answering close frame lands.
+    this.#tcp.on('error', () => {
+      if (this.closeFrame === null) this.onerror?.(new Event('error'));
+    });
     this.#tcp.on('close', () => this.#finish());
   }
 
