@@ -2,7 +2,7 @@
 // network at all; it never caches the sync API; and a new build's worker takes over through
 // workbox-window's update flow (skip waiting, then one reload into the new version).
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { launchDevice, type Device } from './support/browser.ts';
+import { launchDevice, reloadOffline, setOnline, type Device } from './support/browser.ts';
 import { buildWeb, openApp, signIn, startWebServer, testAssets, until } from './support/ferry-page.ts';
 import { removeDir, type TestServer } from './support/server.ts';
 
@@ -52,7 +52,7 @@ describe('app shell', () => {
     await page.evaluate(() => fetch('/v1/me', { credentials: 'include' })); // through the worker, to the network
 
     await device.context.setOffline(true);
-    await page.reload();
+    await reloadOffline(page);
     expect(await page.title()).toBe('Ferry Lists');
     // app.js ran from the cache: with no network and no account it shows the sign-in form.
     await page.waitForSelector('form.signin', { timeout: 15_000 });
@@ -64,7 +64,7 @@ describe('app shell', () => {
       return urls;
     });
     expect(everything.filter((url) => url.startsWith('/v1/'))).toEqual([]);
-    await device.context.setOffline(false);
+    await setOnline(device.context);
   }, 60_000);
 
   test('a new worker build takes over: skipWaiting, one reload, then it drains', async () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Page } from 'playwright-core';
-import { launchDevice, type Device } from './support/browser.ts';
+import { launchDevice, reloadOffline, setOnline, type Device } from './support/browser.ts';
 import { buildWeb, openApp, signIn, startAgain, startWebServer, until } from './support/ferry-page.ts';
 import { removeDir, type TestServer } from './support/server.ts';
 
@@ -262,10 +262,10 @@ describe('the status is honest and calm', () => {
       await page.press('#new-item', 'Enter');
     }
     await until('60 pending', async () => (await text(page, '#pending')) === '60');
-    await page.reload();
+    await reloadOffline(page);
     await page.waitForSelector('.item');
     await page.evaluate(() => { (window as unknown as { states: string[] }).states = []; });
-    await device.context.setOffline(false);
+    await setOnline(device.context);
     await synced(page, 30_000);
     expect(await states(page)).not.toContain('failing');
   }, 120_000);

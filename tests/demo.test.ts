@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Page } from 'playwright-core';
-import { launchDevice, type Device } from './support/browser.ts';
+import { launchDevice, reloadOffline, setOnline, type Device } from './support/browser.ts';
 import { buildBinary, runBinary, serveBinary } from './support/binary.ts';
 import { serveCli, type CliServer } from './support/cli-server.ts';
 import { until } from './support/ferry-page.ts';
@@ -98,7 +98,7 @@ async function offlineRoundTrip(base: string, bearer: string, runtime: string) {
   await shoot(page, 'synced', runtime);
 
   await page.context().setOffline(true);
-  await page.reload(); // the open socket goes with the page; the shell comes from the Service Worker
+  await reloadOffline(page); // the open socket goes with the page; the shell comes from the Service Worker
   await page.waitForSelector('#new-item');
   await until('offline status', async () => (await statusText(page))?.startsWith('Offline'));
   await addItems(page, 'Stove');
@@ -106,14 +106,14 @@ async function offlineRoundTrip(base: string, bearer: string, runtime: string) {
   await item(page, 'Torch').locator('input[type=checkbox]').check();
   await item(page, 'Map').getByRole('button', { name: 'Delete Map' }).click();
   await until('edits shown', async () => !(await titles(page)).includes('Map'));
-  await page.reload(); // still offline: items come from IndexedDB
+  await reloadOffline(page); // still offline: items come from IndexedDB
   await page.waitForSelector('.item');
   expect((await titles(page)).sort()).toEqual(['Big tent', 'Stove', 'Torch']);
   expect(Number(await page.textContent('#pending'))).toBeGreaterThan(0);
   expect(await page.locator('.item .unsynced').count()).toBeGreaterThan(0);
   await shoot(page, 'offline-pending', runtime);
 
-  await page.context().setOffline(false);
+  await setOnline(page.context());
   await synced(page);
   expect(await page.locator('.item .unsynced').count()).toBe(0);
   const me = (await (await fetch(`${base}/v1/me`, { headers: { authorization: `Bearer ${bearer}` } })).json()) as any;
@@ -156,14 +156,14 @@ describe('Ferry Lists', () => {
 
     for (const page of [alice, bob]) {
       await page.context().setOffline(true);
-      await page.reload();
+      await reloadOffline(page);
       await page.waitForSelector('.item');
     }
     await rename(alice, 'Milk', 'Oat milk');
     await item(bob, 'Milk').locator('input[type=checkbox]').check();
     await until('both edits queued', async () => Number(await alice.textContent('#pending')) > 0 && Number(await bob.textContent('#pending')) > 0);
 
-    for (const page of [alice, bob]) await page.context().setOffline(false);
+    for (const page of [alice, bob]) await setOnline(page.context());
     for (const page of [alice, bob]) {
       await until('renamed and checked', async () => {
         const row = item(page, 'Oat milk');

@@ -13,7 +13,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { buildBinary, freePort, serveBinary } from './support/binary.ts';
-import { launchDevice, type Device } from './support/browser.ts';
+import { launchDevice, reloadOffline, setOnline, type Device } from './support/browser.ts';
 import { until } from './support/ferry-page.ts';
 
 const ROOT = resolve(import.meta.dir, '..');
@@ -181,11 +181,11 @@ test('the app built with Vite writes offline, reloads offline, syncs across orig
   await page.fill('#title', 'Oat milk');
   await page.click('button[type=submit]');
   await until('the offline write shown, not yet on the server', async () => (await items()).join() === 'Oat milk (not yet on the server)|true');
-  await page.reload(); // offline: Workbox serves the shell, IndexedDB the write, the backend's last session the token
+  await reloadOffline(page); // offline: Workbox serves the shell, IndexedDB the write, the backend's last session the token
   await until('the write still there after an offline reload', async () => (await items()).join() === 'Oat milk (not yet on the server)|true', 60_000);
   expect(await state()).toBe('offline');
 
-  await a.context.setOffline(false);
+  await setOnline(a.context);
   await until('the write acknowledged', async () => (await items()).join() === 'Oat milk|false', 60_000);
   await until('synced with nothing unsent', async () => (await state()) === 'synced' && (await page.textContent('#status'))?.includes('0 unsent'));
   const snapshot = await (await fetch(`${ferry.base}/v1/snapshot?space=${encodeURIComponent(session.space)}`, {

@@ -3,7 +3,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.FERRY_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -54,4 +54,27 @@ export async function dispatchSync(page: Page, origin: string, tag: string, last
   const registrationId = await Promise.race([registrations, Bun.sleep(5000).then(() => { throw new Error('no SW registration'); })]);
   await cdp.send('ServiceWorker.dispatchSyncEvent', { origin, registrationId, tag, lastChance });
   await cdp.detach();
+}
+
+// Sessions that keep reloaded documents offline (see reloadOffline), per context, until setOnline.
+const keptOffline = new WeakMap<BrowserContext, CDPSession[]>();
+
+/**
+ * `page.reload()` while the page's context is offline, with the new document offline too. Debian bookworm's
+ * Chromium 150 gives a document loaded under playwright's offline emulation `navigator.onLine === true`
+ * (its requests still fail; 156 did not do this), so a session of the page's own says offline again, and
+ * the page shows what a person offline sees. `setOnline` ends it.
+ */
+export async function reloadOffline(page: Page): Promise<void> {
+  await page.reload();
+  const session = await page.context().newCDPSession(page);
+  await session.send('Network.emulateNetworkConditions', { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  keptOffline.set(page.context(), [...(keptOffline.get(page.context()) ?? []), session]);
+}
+
+/** `context.setOffline(false)`, ending what `reloadOffline` kept offline. */
+export async function setOnline(context: BrowserContext): Promise<void> {
+  await context.setOffline(false);
+  for (const session of keptOffline.get(context) ?? []) await session.detach().catch(() => {}); // a closed page took its session
+  keptOffline.delete(context);
 }
